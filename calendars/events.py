@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 UID_DOMAIN = "tickler"
@@ -83,7 +83,7 @@ class Event:
             raise ValueError(f"{self.key}: naive start datetime")
         if isinstance(self.end, datetime) and self.end.tzinfo is None:
             raise ValueError(f"{self.key}: naive end datetime")
-        if self.end < self.start:  # type: ignore[operator]
+        if self.end < self.start:
             raise ValueError(f"{self.key}: end before start")
 
     @property
@@ -99,3 +99,32 @@ class Event:
         day = self.start.date() if isinstance(self.start, datetime) else self.start
         at = "" if not isinstance(self.start, datetime) else self.start.isoformat()
         return (day.isoformat(), at, self.uid)
+
+
+def day_event(
+    *,
+    program: str,
+    key: str,
+    kind: EventKind,
+    title: str,
+    day: date,
+    timezone: str,
+    audiences: frozenset[Audience],
+    description: str = "",
+    person: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Event:
+    """Build a one-day, all-day event (a deadline): its end is the next day, exclusive."""
+    return Event(
+        program=program,
+        key=key,
+        kind=kind,
+        title=title,
+        start=day,
+        end=day + timedelta(days=1),
+        timezone=timezone,
+        audiences=audiences,
+        description=description,
+        person=person,
+        details=dict(details or {}),
+    )

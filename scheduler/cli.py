@@ -1,0 +1,191 @@
+"""The ``tickler`` command: a thin shell over the core. Each command reads the clock once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from calendars.events import Event
+from calendars.plan import plan as plan_events
+from config.loader import ProgramFileErrors, load_programs
+from config.programs import Program
+from config.settings import Settings
+
+EXIT_USAGE = 2
+
+
+class Context:
+    """What every command shares: settings built once, the clock read once."""
+
+    def __init__(self, settings: Settings, now: datetime) -> None:
+        self.settings = settings
+        self.now = now
+
+    def programs(self, config_dir: Path | None = None) -> list[Program]:
+        try:
+            return load_programs(config_dir or self.settings.program_dir)
+        except ProgramFileErrors as exc:
+            fail(*(str(e) for e in exc.errors))
+
+
+def fail(*lines: str) -> NoReturn:
+    """Print errors to stderr and exit 2: bad input changes nothing."""
+    for line in lines:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _instant(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 instant") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. 2003-01-21T05:00:00+00:00")
+    return parsed
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("tickler"), prog_name="tickler")
+@click.option("--now", "now_text", metavar="INSTANT", hidden=True, help="Pretend it is INSTANT.")
+@click.pass_context
+def cli(ctx: click.Context, now_text: str | None) -> None:
+    """Tickler: compliance deadlines, reminders and calendar feeds."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fail(
+            *(
+                f"setting TICKLER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                for e in exc.errors()
+            )
+        )
+    ctx.obj = Context(settings, _instant(now_text))
+
+
+config_option = click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory of program files (default: TICKLER_PROGRAM_DIR or the demo programs).",
+)
+
+
+@cli.command()
+@config_option
+@click.pass_obj
+def check(obj: Context, config_dir: Path | None) -> None:
+    """Validate a program directory: exit 0, or 2 with every error (file:line: field: what)."""
+    programs = obj.programs(config_dir)
+    for program in programs:
+        click.echo(f"ok  {program.id}  ({program.kind}: {program.name})")
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@cli.command()
+@config_option
+@click.option("--program", "program_ids", multiple=True, help="Only this program (repeatable).")
+@click.option("--from", "start", callback=lambda c, p, v: _day(v), help="First day (YYYY-MM-DD).")
+@click.option("--to", "end", callback=lambda c, p, v: _day(v), help="Last day (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.pass_obj
+def plan(
+    obj: Context,
+    config_dir: Path | None,
+    program_ids: Sequence[str],
+    start: date | None,
+    end: date | None,
+    fmt: str,
+) -> None:
+    """Show the calendar the programs' rules derive."""
+    if start and end and end < start:
+        fail(f"--to {end} is before --from {start}")
+    programs = obj.programs(config_dir)
+    if program_ids:
+        known = {p.id for p in programs}
+        unknown = [p for p in program_ids if p not in known]
+        if unknown:
+            fail(f"unknown program {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        programs = [p for p in programs if p.id in program_ids]
+    events = plan_events(programs, now=obj.now, start=start, end=end)
+    if fmt == "json":
+        click.echo(json.dumps([event_json(e) for e in events], indent=2))
+    elif fmt == "csv":
+        click.echo(events_csv(events), nl=False)
+    else:
+        Console().print(events_table(events))
+
+
+def _when(value: date | datetime) -> str:
+    return value.isoformat()
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """Return the stable JSON form of an event (``tickler plan --format json``)."""
+    return {
+        "uid": event.uid,
+        "program": event.program,
+        "kind": str(event.kind),
+        "title": event.title,
+        "start": _when(event.start),
+        "end": _when(event.end),
+        "all_day": event.all_day,
+        "timezone": event.timezone,
+        "audiences": sorted(str(a) for a in event.audiences),
+        "person": event.person,
+        "location": event.location,
+        "description": event.description,
+        "details": dict(event.details),
+    }
+
+
+def events_csv(events: Sequence[Event]) -> str:
+    out = io.StringIO()
+    columns = ["uid", "program", "kind", "title", "start", "end", "all_day", "timezone", "details"]
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for event in events:
+        row = event_json(event)
+        row["details"] = json.dumps(row["details"], sort_keys=True)
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def events_table(events: Sequence[Event]) -> Table:
+    table = Table(title=f"Tickler plan: {len(events)} events")
+    table.add_column("when", no_wrap=True)
+    table.add_column("program", no_wrap=True)
+    table.add_column("what", ratio=1, overflow="fold")
+    for event in events:
+        if isinstance(event.start, datetime):
+            when = f"{event.start:%Y-%m-%d %H:%M} {event.start.tzname()}"
+        else:
+            when = event.start.isoformat()
+        table.add_row(when, event.program, event.title)
+    return table
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,466 @@
+"""Storage: the tables, the engine, sessions and schema migrations.
+
+Synchronous SQLAlchemy 2: the async daemon calls it through ``asyncio.to_thread``. Every instant
+is stored as UTC (``UtcDateTime``) and read back as an aware UTC datetime, on SQLite and on
+PostgreSQL alike. Nothing here reads the clock: ``created_at`` and friends are set by the caller
+from the ``now`` it was handed.
+
+SQLite is the default (one replica); PostgreSQL is for production and for several replicas.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Engine,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: Connection execution option read by the SQLite ``begin`` hook: "DEFERRED" (default),
+#: "IMMEDIATE" or "EXCLUSIVE". See ``begin_immediate``.
+SQLITE_BEGIN_OPTION = "tickler_sqlite_begin"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Store an aware datetime as UTC; return it as an aware UTC datetime.
+
+    A naive datetime is refused on write (``ValueError``): it has no defined instant, and
+    guessing "local" or "UTC" is how reminders go out an hour off after a DST change. SQLite
+    has no time-zone type, so the value is written there as naive UTC text (fixed format, so
+    that ``<`` / ``>`` comparisons in SQL stay correct) and given back its ``UTC`` on read;
+    PostgreSQL stores ``timestamptz`` and returns it in the session time zone, converted here.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected an aware datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: store aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class PersonKind(enum.StrEnum):
+    SUPPLIER = "supplier"
+    EMPLOYEE = "employee"
+    THIRD_PARTY = "third_party"
+
+
+class FcpaRole(enum.StrEnum):
+    DIRECTOR = "director"
+    OFFICER = "officer"
+    EMPLOYEE = "employee"
+    AGENT = "agent"
+    DISTRIBUTOR = "distributor"
+    CONSULTANT = "consultant"
+    JV_PARTNER = "jv_partner"
+
+
+class SupplierTier(enum.StrEnum):
+    CONTRACT_MANUFACTURER = "contract_manufacturer"
+    DIRECT = "direct"
+    INDIRECT = "indirect"
+
+
+class ObligationKind(enum.StrEnum):
+    CMRT_RESPONSE = "cmrt_response"
+    ELECTION = "election"
+    FCPA_ACK = "fcpa_ack"
+
+
+class EventSource(enum.StrEnum):
+    CLI = "cli"
+    API = "api"
+    DAEMON = "daemon"
+    IMPORT = "import"
+
+
+class OutboxState(enum.StrEnum):
+    """Life of an outgoing message; see ``scheduler.outbox`` for the transitions."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a value is then an ordinary
+    # batch migration on both backends, and the stored text is the enum's value, not its name.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        validate_strings=True,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+# Deterministic constraint names: SQLite can only change a constraint by rebuilding the table
+# (alembic batch mode), which needs to know the names, and downgrades need them everywhere.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 (read once by the declarative machinery)
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+        Decimal: Numeric(12, 4),
+    }
+
+
+EMAIL = String(320)
+PROGRAM = String(64)
+
+
+class Person(Base):
+    """A supplier, an employee or a third party; the per-kind columns are null for other kinds."""
+
+    __tablename__ = "people"
+    __table_args__ = (
+        UniqueConstraint("kind", "external_id"),
+        CheckConstraint("length(country) = 2", name="country_iso2"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[PersonKind] = mapped_column(_enum(PersonKind, "person_kind"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    email: Mapped[str] = mapped_column(EMAIL)
+    country: Mapped[str | None] = mapped_column(String(2))
+    hire_date: Mapped[date | None] = mapped_column(Date)
+    termination_date: Mapped[date | None] = mapped_column(Date)
+    is_director: Mapped[bool | None] = mapped_column(Boolean)
+    is_executive_officer: Mapped[bool | None] = mapped_column(Boolean)
+    role: Mapped[FcpaRole | None] = mapped_column(_enum(FcpaRole, "fcpa_role"))
+    manager_email: Mapped[str | None] = mapped_column(EMAIL)
+    tier: Mapped[SupplierTier | None] = mapped_column(_enum(SupplierTier, "supplier_tier"))
+    # The internal owner of a supplier relationship: where its escalations go.
+    owner_email: Mapped[str | None] = mapped_column(EMAIL)
+    start_date: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OptionGrant(Base):
+    __tablename__ = "option_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    grant_date: Mapped[date] = mapped_column(Date)
+    shares: Mapped[int] = mapped_column(Integer)
+    unexercised: Mapped[int] = mapped_column(Integer)
+    price: Mapped[Decimal]
+
+
+class Obligation(Base):
+    """What one person owes one occurrence of a program (a CMRT, an election, an ack).
+
+    ``details`` is JSON: reassign it (``o.details = {**o.details, ...}``) rather than mutate it
+    in place, which the ORM does not see.
+    """
+
+    __tablename__ = "obligations"
+    __table_args__ = (UniqueConstraint("program", "occurrence", "person_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program: Mapped[str] = mapped_column(PROGRAM)
+    occurrence: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    kind: Mapped[ObligationKind] = mapped_column(_enum(ObligationKind, "obligation_kind"))
+    state: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    details: Mapped[dict[str, Any]]
+
+
+class EventLog(Base):
+    """Append-only audit trail: who did what, from where, when.
+
+    ``person_id`` is deliberately not a foreign key: the trail must outlive the rows it
+    describes.
+    """
+
+    __tablename__ = "event_log"
+    __table_args__ = (Index(None, "program", "at"), Index(None, "person_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(256))
+    source: Mapped[EventSource] = mapped_column(_enum(EventSource, "event_source"))
+    kind: Mapped[str] = mapped_column(String(64))
+    program: Mapped[str | None] = mapped_column(PROGRAM)
+    person_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]]
+
+
+class OutboxMessage(Base):
+    """One outgoing email with its delivery state; ``scheduler.outbox`` holds all its SQL.
+
+    ``identity`` ("program/occurrence/recipient/step") is what makes a message exactly-once:
+    planning the same message twice hits the unique key. ``message_id`` is the RFC 5322
+    Message-ID, fixed at planning so that a retry after an ambiguous SMTP failure carries the
+    same one and the recipient's server can de-duplicate it.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(None, "state", "due_at"),
+        Index(None, "state", "lease_until"),
+        Index(None, "program", "occurrence", "job"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(512), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    program: Mapped[str] = mapped_column(PROGRAM)
+    occurrence: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    recipient: Mapped[str] = mapped_column(EMAIL)
+    job: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(128))
+    context: Mapped[dict[str, Any]]
+    due_at: Mapped[datetime]
+    # After this instant the message has lost its purpose (a reminder for a passed cutoff).
+    expires_at: Mapped[datetime | None]
+    state: Mapped[OutboxState] = mapped_column(_enum(OutboxState, "outbox_state"))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EventVersion(Base):
+    """iCal SEQUENCE bookkeeping: bump ``sequence`` when an event's content fingerprint changes."""
+
+    __tablename__ = "event_versions"
+
+    program: Mapped[str] = mapped_column(PROGRAM, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(Integer)
+    last_modified: Mapped[datetime]
+
+
+class FeedToken(Base):
+    """A secret feed URL token; only its sha256 is stored, so a database leak leaks no feed."""
+
+    __tablename__ = "feed_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed: Mapped[str] = mapped_column(String(128), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine and sessions
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Return ``url`` with ``postgresql://`` (and ``postgres://``) mapped to psycopg 3."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, *, sqlite_busy_timeout: float = 30.0) -> Engine:
+    """Create the engine for ``url``: an SQLite file or a PostgreSQL server.
+
+    SQLite gets WAL (readers never block the writer), foreign keys (off by default there) and
+    a busy timeout (a writer waits for the lock instead of failing at once). pysqlite's own
+    transaction handling is switched off and SQLAlchemy emits BEGIN itself, the recipe of the
+    SQLAlchemy SQLite docs ("Enabling Non-Legacy SQLite Transactional Modes"; Python 3.11 has no
+    ``sqlite3.Connection.autocommit``): otherwise pysqlite starts no transaction before a
+    SELECT, reads are not repeatable, and BEGIN IMMEDIATE cannot be chosen per transaction.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, sqlite_busy_timeout)
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's begin hook emits BEGIN
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            # synchronous stays FULL: a "sent" mark lost to a power cut means a second email.
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"{SQLITE_BEGIN_OPTION}={mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Return the session factory for ``engine``.
+
+    ``expire_on_commit=False``: objects are handed from the worker thread back to the event
+    loop after the commit, where a lazy refresh would be a blocking query (or an error).
+    """
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def dialect_name(session: Session) -> str:
+    """Return "sqlite" or "postgresql" for the database ``session`` talks to."""
+    return session.get_bind().dialect.name
+
+
+def begin_immediate(session: Session) -> Connection:
+    """Start ``session``'s transaction with SQLite's write lock taken (BEGIN IMMEDIATE).
+
+    Why: a deferred SQLite transaction that reads and then writes fails with "database is
+    locked" *without waiting* if another writer committed in between (in WAL mode its read
+    snapshot is stale); taking the write lock first makes it wait (busy_timeout) and then see
+    the latest data. This must be the first use of the session's transaction: an already begun
+    one cannot be upgraded, and ``RuntimeError`` says so. On PostgreSQL it only returns the
+    connection (row locks there are taken by the statements themselves).
+    """
+    if dialect_name(session) != "sqlite":
+        return session.connection()
+    if _has_connection(session):
+        raise RuntimeError(
+            "begin_immediate() must start the session's transaction on SQLite; "
+            "commit or roll back first"
+        )
+    connection = session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    return connection
+
+
+def _has_connection(session: Session) -> bool:
+    # A transaction begun with ``session.begin()`` holds no connection until its first
+    # statement: that case is fine. ``SessionTransaction.connections`` is new in SQLAlchemy 2.1.7.
+    transaction = session.get_transaction()
+    return transaction is not None and bool(transaction.connections)
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _migration_connection(url: str | URL) -> Iterator[Connection]:
+    engine = make_engine(url)
+    try:
+        # One transaction for the whole run: on PostgreSQL and (with the begin hook) on SQLite
+        # DDL is transactional, so a failed migration leaves the schema as it was.
+        with engine.begin() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision``."""
+    from alembic import command
+
+    with _migration_connection(url) as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def downgrade(url: str | URL, revision: str) -> None:
+    """Migrate the database at ``url`` down to ``revision`` ("base" empties it)."""
+    from alembic import command
+
+    with _migration_connection(url) as connection:
+        command.downgrade(_alembic_config(connection), revision)
+
+
+def current_revision(url: str | URL) -> str | None:
+    """Return the revision the database at ``url`` is at (``None`` when never migrated)."""
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,471 @@
+"""The outbox: every SQL statement about outgoing messages, and why each is safe to repeat.
+
+A message is *planned* (``enqueue``) under a deterministic identity, "program/occurrence/
+recipient/step", so planning the same thing twice, from a rerun, a restart or a second replica,
+finds the row already there. A worker *claims* due rows (``claim_due``): a lease (owner, until)
+written in a short transaction of its own. It then sends, and *finishes* the row with a
+conditional UPDATE (``mark_sent`` and friends) whose row count says whether it still owned the
+lease. A worker that died mid-send leaves a claimed row whose lease runs out; ``reap_leases``
+returns it to pending, and the retry carries the same Message-ID, so the one unavoidable
+duplicate (the SMTP server accepted the message, the process died before committing ``sent``)
+can be recognised by the recipient's server.
+
+Rules for callers:
+- Every function runs in the caller's session and transaction and never commits: the caller
+  commits (``with factory.begin() as session: ...``). Commit a claim before sending, and a
+  ``sent`` mark right after the server's 250: nothing is durable before the commit.
+- ``now`` is always an argument (aware, any zone); nothing here reads the clock.
+- On SQLite ``claim_due`` must open its transaction (it takes the write lock with BEGIN
+  IMMEDIATE, since SQLAlchemy silently drops ``skip_locked`` there); SQLite means one replica.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Executable,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from scheduler.db import OutboxMessage, OutboxState, begin_immediate, dialect_name
+
+# Rows per INSERT / IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535 bind
+# parameters per statement, big enough that 20,000 messages take a few dozen round trips.
+CHUNK = 500
+
+OUTBOX = cast(Table, OutboxMessage.__table__)
+_T = TypeVar("_T")
+_c = OUTBOX.c
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedMessage:
+    """A message the planner wants sent; ``identity`` makes planning it twice harmless.
+
+    ``context`` must be JSON-serialisable (strings, numbers, lists, dicts): dates and
+    datetimes go in as ISO strings. ``expires_at`` is when sending loses its purpose.
+    """
+
+    identity: str
+    message_id: str
+    program: str
+    occurrence: str
+    person_id: int | None
+    recipient: str
+    job: str
+    step: str
+    template: str
+    context: dict[str, Any]
+    due_at: datetime
+    expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware("due_at", self.due_at)
+        if self.expires_at is not None:
+            _require_aware("expires_at", self.expires_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedMessage:
+    """A row this worker holds the lease on, detached from any session."""
+
+    id: int
+    identity: str
+    message_id: str
+    program: str
+    occurrence: str
+    person_id: int | None
+    recipient: str
+    job: str
+    step: str
+    template: str
+    context: dict[str, Any]
+    due_at: datetime
+    expires_at: datetime | None
+    attempts: int
+    lease_owner: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnqueueReport:
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+def enqueue(session: Session, planned: Iterable[PlannedMessage], now: datetime) -> EnqueueReport:
+    """Insert the planned messages that are new; refresh the ones still pending.
+
+    New identities are inserted with ``INSERT … ON CONFLICT (identity) DO NOTHING``, so two
+    replicas planning at once both succeed and only one row exists. A row already there is
+    updated only while it is ``pending`` and only if its schedule or content changed (an offer
+    extension moves ``due_at``); a row that is claimed, sent, failed, skipped or cancelled is
+    history and is never touched: re-planning must not resend or resurrect anything. Those count
+    as ``unchanged``.
+    """
+    _require_aware("now", now)
+    messages = list(planned)
+    repeated = [i for i, n in Counter(m.identity for m in messages).items() if n > 1]
+    if repeated:
+        raise ValueError(f"identities planned twice in one batch: {sorted(repeated)[:5]}")
+
+    insert = sqlite_insert if dialect_name(session) == "sqlite" else postgresql_insert
+    inserted: set[str] = set()
+    for chunk in _chunks(messages):
+        rows = [_row(m, now) for m in chunk]
+        stmt = insert(OUTBOX).on_conflict_do_nothing(index_elements=[_c.identity])
+        inserted.update(session.scalars(stmt.returning(_c.identity), rows))
+
+    existing = [m for m in messages if m.identity not in inserted]
+    updated = 0
+    for chunk in _chunks(existing):
+        updated += _refresh_pending(session, chunk, now)
+    return EnqueueReport(inserted=len(inserted), updated=updated, unchanged=len(existing) - updated)
+
+
+def _row(message: PlannedMessage, now: datetime) -> dict[str, Any]:
+    return {
+        "identity": message.identity,
+        "message_id": message.message_id,
+        "program": message.program,
+        "occurrence": message.occurrence,
+        "person_id": message.person_id,
+        "recipient": message.recipient,
+        "job": message.job,
+        "step": message.step,
+        "template": message.template,
+        "context": _json(message.context),
+        "due_at": message.due_at,
+        "expires_at": message.expires_at,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _refresh_pending(session: Session, chunk: Sequence[PlannedMessage], now: datetime) -> int:
+    by_identity = {m.identity: m for m in chunk}
+    current = session.execute(
+        select(_c.id, _c.identity, _c.due_at, _c.expires_at, _c.template, _c.context).where(
+            _c.identity.in_(by_identity), _c.state == OutboxState.PENDING
+        )
+    )
+    changes = []
+    for row in current:
+        m = by_identity[row.identity]
+        context = _json(m.context)
+        if (row.due_at, row.expires_at, row.template, row.context) != (
+            m.due_at,
+            m.expires_at,
+            m.template,
+            context,
+        ):
+            changes.append(
+                {
+                    "b_id": row.id,
+                    "b_due_at": m.due_at,
+                    "b_expires_at": m.expires_at,
+                    "b_template": m.template,
+                    "b_context": context,
+                }
+            )
+    if not changes:
+        return 0
+    # state='pending' again in the UPDATE: a worker may have claimed the row since the SELECT
+    # (PostgreSQL, READ COMMITTED); a claimed message goes out as it was claimed.
+    stmt = (
+        update(OUTBOX)
+        .where(_c.id == bindparam("b_id"), _c.state == OutboxState.PENDING)
+        .values(
+            due_at=bindparam("b_due_at"),
+            expires_at=bindparam("b_expires_at"),
+            template=bindparam("b_template"),
+            context=bindparam("b_context"),
+            updated_at=now,
+        )
+    )
+    return _rowcount(session, stmt, changes)
+
+
+def cancel_pending(session: Session, identities: Iterable[str], reason: str, now: datetime) -> int:
+    """Cancel the pending messages among ``identities``; return how many were cancelled.
+
+    Only ``pending`` rows: a claimed message may be on the wire already, and sent/failed/
+    skipped ones are history. A job that must not send a claimed message after all (the
+    supplier answered a second ago) re-checks its obligation and calls ``mark_skipped``.
+    """
+    _require_aware("now", now)
+    cancelled = 0
+    for chunk in _chunks(sorted(set(identities))):
+        stmt = (
+            update(OUTBOX)
+            .where(_c.identity.in_(chunk), _c.state == OutboxState.PENDING)
+            .values(state=OutboxState.CANCELLED, last_error=reason, updated_at=now)
+        )
+        cancelled += _rowcount(session, stmt)
+    return cancelled
+
+
+def cancel_pending_except(
+    session: Session,
+    program: str,
+    occurrence: str,
+    job: str,
+    keep: AbstractSet[str],
+    now: datetime,
+    *,
+    reason: str = "no longer planned",
+) -> int:
+    """Cancel the pending messages of (program, occurrence, job) whose identity is not in ``keep``.
+
+    The planner's way to say "this is now the whole plan": a follow-up no longer owed (the
+    supplier responded, the employee left) disappears from ``keep`` and is cancelled. The
+    difference is computed in Python rather than as ``NOT IN (keep)`` because ``keep`` can
+    hold more identities than a statement takes bind parameters.
+    """
+    _require_aware("now", now)
+    pending = session.scalars(
+        select(_c.identity).where(
+            _c.program == program,
+            _c.occurrence == occurrence,
+            _c.job == job,
+            _c.state == OutboxState.PENDING,
+        )
+    )
+    return cancel_pending(session, set(pending) - keep, reason, now)
+
+
+def claim_due(
+    session: Session, *, now: datetime, owner: str, lease: timedelta, limit: int
+) -> list[ClaimedMessage]:
+    """Lease up to ``limit`` due messages to ``owner``; return them, earliest due first.
+
+    Due means pending with ``due_at <= now`` and ``next_attempt_at <= now`` (retry backoff).
+    ``attempts`` counts claims, so it also counts the attempts of workers that died.
+
+    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then UPDATE, in one transaction: rows
+    another replica is claiming right now are skipped, not waited for and never shared.
+    SQLite: BEGIN IMMEDIATE first (the write lock serialises claimers; SQLAlchemy would drop
+    ``skip_locked`` silently), so the SELECT and the UPDATE see the same rows. On both, the
+    UPDATE re-checks ``state='pending'``: only rows it actually changed are returned.
+
+    The caller commits at once and only then sends; until that commit the lease protects
+    nothing, and on SQLite every other writer is waiting.
+    """
+    _require_aware("now", now)
+    if limit <= 0:
+        return []
+    sqlite = dialect_name(session) == "sqlite"
+    if sqlite:
+        begin_immediate(session)
+    due = (
+        select(_c.id)
+        .where(_c.state == OutboxState.PENDING, _c.due_at <= now, _c.next_attempt_at <= now)
+        .order_by(_c.due_at, _c.id)
+        .limit(limit)
+    )
+    if not sqlite:
+        due = due.with_for_update(skip_locked=True)
+    ids = list(session.scalars(due))
+    if not ids:
+        return []
+    stmt = (
+        update(OUTBOX)
+        .where(_c.id.in_(ids), _c.state == OutboxState.PENDING)
+        .values(
+            state=OutboxState.CLAIMED,
+            lease_owner=owner,
+            lease_until=now + lease,
+            attempts=_c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    claimed = [ClaimedMessage(**row._asdict()) for row in session.execute(stmt)]
+    claimed.sort(key=lambda m: (m.due_at, m.id))  # RETURNING has no order
+    return claimed
+
+
+_CLAIMED_COLUMNS = [
+    _c.id,
+    _c.identity,
+    _c.message_id,
+    _c.program,
+    _c.occurrence,
+    _c.person_id,
+    _c.recipient,
+    _c.job,
+    _c.step,
+    _c.template,
+    _c.context,
+    _c.due_at,
+    _c.expires_at,
+    _c.attempts,
+    _c.lease_owner,
+    _c.lease_until,
+]
+
+
+def mark_sent(session: Session, id: int, owner: str, now: datetime) -> bool:
+    """Record that the SMTP server accepted message ``id``; False if ``owner`` lost the lease.
+
+    False means the lease expired and was reaped (and maybe claimed by another worker), so the
+    message may go out twice: log it. Commit this right after the server's 250.
+    """
+    return _finish(session, id, owner, now, state=OutboxState.SENT, sent_at=now)
+
+
+def mark_retry(
+    session: Session,
+    id: int,
+    owner: str,
+    next_attempt_at: datetime,
+    code: int | None,
+    error: str,
+    now: datetime,
+) -> bool:
+    """Put message ``id`` back to pending until ``next_attempt_at`` (a temporary failure).
+
+    ``code`` is the SMTP reply code when there was one (4xx), None for a connection error or
+    timeout. False if ``owner`` no longer holds the lease: someone else owns the retry now.
+    """
+    _require_aware("next_attempt_at", next_attempt_at)
+    return _finish(
+        session,
+        id,
+        owner,
+        now,
+        state=OutboxState.PENDING,
+        next_attempt_at=next_attempt_at,
+        lease_owner=None,
+        last_code=code,
+        last_error=error,
+    )
+
+
+def mark_failed(
+    session: Session, id: int, owner: str, code: int | None, error: str, now: datetime
+) -> bool:
+    """Record a permanent failure (5xx, retries exhausted); False if ``owner`` lost the lease."""
+    return _finish(
+        session, id, owner, now, state=OutboxState.FAILED, last_code=code, last_error=error
+    )
+
+
+def mark_skipped(session: Session, id: int, owner: str, reason: str, now: datetime) -> bool:
+    """Record that message ``id`` was not sent on purpose (expired, no longer owed).
+
+    False if ``owner`` lost the lease.
+    """
+    return _finish(session, id, owner, now, state=OutboxState.SKIPPED, last_error=reason)
+
+
+def _finish(session: Session, id: int, owner: str, now: datetime, **values: Any) -> bool:
+    # The WHERE clause is the ownership test: exactly one row changes if this worker still
+    # holds the lease, none if it was reaped or taken over. ``lease_until`` is not checked: an
+    # expired lease that nobody reaped yet is still ours, and recording the truth beats
+    # leaving the row to be sent again. ``lease_owner`` stays on finished rows (who sent it).
+    _require_aware("now", now)
+    stmt = (
+        update(OUTBOX)
+        .where(_c.id == id, _c.state == OutboxState.CLAIMED, _c.lease_owner == owner)
+        .values(lease_until=None, updated_at=now, **values)
+    )
+    return _rowcount(session, stmt) == 1
+
+
+def reap_leases(session: Session, now: datetime) -> int:
+    """Return claimed rows whose lease ran out (their worker died) to pending; count them.
+
+    A reaped message may already have been accepted by the SMTP server (the crash window
+    between 250 and the ``sent`` commit); it is retried with the same Message-ID. ``attempts``
+    was counted at the claim, so a message that kills its worker every time runs out of
+    attempts instead of looping forever.
+    """
+    _require_aware("now", now)
+    stmt = (
+        update(OUTBOX)
+        .where(_c.state == OutboxState.CLAIMED, _c.lease_until < now)
+        .values(
+            state=OutboxState.PENDING,
+            last_error=literal("lease expired: ") + func.coalesce(_c.lease_owner, "?"),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return _rowcount(session, stmt)
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """Return the next instant at which ``claim_due`` or ``reap_leases`` will find work.
+
+    That is the earliest of: for pending rows, the later of ``due_at`` and ``next_attempt_at``;
+    for claimed rows, ``lease_until``. None when there is nothing left to do. The instant may
+    be in the past (work is waiting now).
+    """
+    ready: ColumnElement[datetime] = case(
+        (_c.due_at > _c.next_attempt_at, _c.due_at), else_=_c.next_attempt_at
+    )
+    pending = session.scalar(select(func.min(ready)).where(_c.state == OutboxState.PENDING))
+    leases = session.scalar(select(func.min(_c.lease_until)).where(_c.state == OutboxState.CLAIMED))
+    instants = [t for t in (pending, leases) if t is not None]
+    return min(instants, default=None)
+
+
+def counts(session: Session, program: str | None = None) -> dict[OutboxState, int]:
+    """Return the number of messages in each state (every state present, zeros included)."""
+    stmt = select(_c.state, func.count()).group_by(_c.state)
+    if program is not None:
+        stmt = stmt.where(_c.program == program)
+    result = dict.fromkeys(OutboxState, 0)
+    for state, count in session.execute(stmt).tuples():
+        result[OutboxState(state)] = count
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _rowcount(
+    session: Session, stmt: Executable, params: list[dict[str, Any]] | None = None
+) -> int:
+    result = cast("CursorResult[Any]", session.execute(stmt, params))
+    return result.rowcount
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _json(context: dict[str, Any]) -> Any:
+    # What the database will give back: compare like with like (tuples become lists, and a
+    # non-serialisable value fails here, naming itself, not deep inside the driver).
+    return json.loads(json.dumps(context))
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, got naive {value.isoformat()}")

@@ -1,0 +1,215 @@
+"""Date rules as tables of real cases: Form SD, business days, the offer's dates, DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from calendars.businessdays import (
+    CalendarName,
+    add_years,
+    calendar,
+    first_business_day_after,
+    form_sd_due,
+)
+from calendars.clock import before, local_instant, localize
+from calendars.option_exchange import offer_dates, reminder_instants
+from config.loader import default_program_dir, load_program_file
+from config.programs import OptionExchange, parse_offset
+
+LA = ZoneInfo("America/Los_Angeles")
+SEC = calendar(CalendarName.SEC)
+NASDAQ = calendar(CalendarName.NASDAQ)
+
+
+@pytest.mark.parametrize(
+    ("year", "due"),
+    [
+        (2013, date(2014, 6, 2)),  # 31 May a Saturday: the first Form SD
+        (2014, date(2015, 6, 1)),  # Sunday
+        (2015, date(2016, 5, 31)),
+        (2016, date(2017, 5, 31)),  # the seed cycle
+        (2017, date(2018, 5, 31)),
+        (2018, date(2019, 5, 31)),
+        (2019, date(2020, 6, 1)),  # Sunday
+        (2020, date(2021, 6, 1)),  # Memorial Day on 31 May
+        (2021, date(2022, 5, 31)),
+        (2022, date(2023, 5, 31)),
+        (2023, date(2024, 5, 31)),
+        (2024, date(2025, 6, 2)),  # Saturday
+        (2025, date(2026, 6, 1)),  # Sunday
+        (2026, date(2027, 6, 1)),  # Memorial Day on 31 May
+        (2027, date(2028, 5, 31)),
+        (2028, date(2029, 5, 31)),
+        (2029, date(2030, 5, 31)),
+        (2030, date(2031, 6, 2)),  # Saturday
+    ],
+)
+def test_form_sd_due(year: int, due: date) -> None:
+    assert form_sd_due(year, SEC) == due
+
+
+@pytest.mark.parametrize(
+    ("day", "business"),
+    [
+        (date(2018, 12, 5), False),  # closed for the national day of mourning
+        (date(2020, 12, 24), False),  # executive order closure
+        (date(2025, 1, 9), False),  # closed for the national day of mourning
+        (date(2021, 6, 18), False),  # Juneteenth observed (19 June a Saturday)
+        (date(2021, 12, 31), False),  # New Year's Day 2022 observed on the Friday
+        (date(2003, 1, 20), False),  # Martin Luther King Jr. Day
+        (date(2003, 1, 21), True),
+        (date(2017, 5, 31), True),
+    ],
+)
+def test_sec_business_days(day: date, business: bool) -> None:
+    assert SEC.is_business_day(day) is business
+
+
+def test_extra_closure_moves_a_deadline() -> None:
+    # A closure not in the holiday calendar, configured by the program, is honoured.
+    closed = calendar(CalendarName.SEC, [date(2017, 5, 31)])
+    assert form_sd_due(2016, closed) == date(2017, 6, 1)
+
+
+@pytest.mark.parametrize(
+    ("start", "months", "days", "expected"),
+    [
+        (date(2003, 1, 20), 6, 1, date(2003, 7, 21)),  # the seed: a Monday
+        (date(2003, 1, 17), 6, 1, date(2003, 7, 18)),  # Friday
+        (date(2003, 1, 3), 6, 1, date(2003, 7, 7)),  # 4 July is a holiday, 5-6 a weekend
+        (date(2003, 8, 31), 6, 0, date(2004, 3, 1)),  # 29 Feb 2004 is a Sunday
+        (date(2003, 8, 30), 6, 0, date(2004, 3, 1)),  # 29 Feb 2004, then the Monday
+        (date(2004, 8, 31), 6, 0, date(2005, 2, 28)),  # common year: clamped to 28 Feb
+        (date(2004, 2, 29), 12, 0, date(2005, 2, 28)),  # 29 Feb + a year
+        (date(2007, 8, 29), 6, 1, date(2008, 3, 3)),  # 29 Feb 2008 + 1 day = Sat 1 Mar
+        (date(2003, 10, 17), 6, 1, date(2004, 4, 19)),  # 18 Apr 2004 a Sunday
+        (date(2002, 10, 18), 6, 0, date(2003, 4, 21)),  # Good Friday 2003-04-18 closed
+    ],
+)
+def test_first_business_day_after(start: date, months: int, days: int, expected: date) -> None:
+    assert first_business_day_after(start, months=months, days=days, business=NASDAQ) == expected
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (date(2003, 7, 21), date(2003, 7, 18)),  # the seed pricing day
+        (date(2003, 4, 21), date(2003, 4, 17)),  # Good Friday is no trading day
+        (date(2003, 1, 21), date(2003, 1, 17)),  # MLK day closed
+        (date(2004, 3, 1), date(2004, 2, 27)),
+    ],
+)
+def test_last_trading_day_before(day: date, expected: date) -> None:
+    assert NASDAQ.before(day) == expected
+
+
+@pytest.mark.parametrize(
+    ("day", "years", "expected"),
+    [
+        (date(2003, 7, 21), 10, date(2013, 7, 21)),
+        (date(2004, 2, 29), 1, date(2005, 2, 28)),
+        (date(2004, 2, 29), 4, date(2008, 2, 29)),
+    ],
+)
+def test_add_years(day: date, years: int, expected: date) -> None:
+    assert add_years(day, years) == expected
+
+
+@pytest.mark.parametrize(
+    ("local", "utc"),
+    [
+        (datetime(2003, 1, 20, 21, 0), datetime(2003, 1, 21, 5, 0, tzinfo=UTC)),  # PST
+        (datetime(2003, 7, 20, 21, 0), datetime(2003, 7, 21, 4, 0, tzinfo=UTC)),  # PDT
+        (datetime(2026, 3, 8, 2, 30), datetime(2026, 3, 8, 10, 30, tzinfo=UTC)),  # gap: 03:30 PDT
+        (datetime(2026, 11, 1, 1, 30), datetime(2026, 11, 1, 8, 30, tzinfo=UTC)),  # fold: PDT
+        (datetime(2026, 3, 7, 9, 0), datetime(2026, 3, 7, 17, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 9, 9, 0), datetime(2026, 3, 9, 16, 0, tzinfo=UTC)),
+    ],
+)
+def test_local_to_utc(local: datetime, utc: datetime) -> None:
+    # Compare in UTC: PEP 495 makes an aware time in a DST fold unequal to every other zone's.
+    assert localize(local, LA).astimezone(UTC) == utc
+    assert local_instant(local.date(), local.time(), LA).astimezone(UTC) == utc
+
+
+@pytest.mark.parametrize(
+    ("instant", "offset", "expected"),
+    [
+        # Days count on the wall clock, across the spring-forward night of 2026-03-08.
+        (datetime(2026, 3, 10, 21, 0), "7d", datetime(2026, 3, 3, 21, 0)),
+        (datetime(2026, 3, 8, 21, 0), "1d", datetime(2026, 3, 7, 21, 0)),
+        (datetime(2026, 11, 2, 9, 0), "1d", datetime(2026, 11, 1, 9, 0)),
+        # Hours count real time: 3 hours before 03:30 PDT on 2026-03-08 is 23:30 PST.
+        (datetime(2026, 3, 8, 3, 30), "3h", datetime(2026, 3, 7, 23, 30)),
+        (datetime(2003, 1, 20, 21, 0), "3h", datetime(2003, 1, 20, 18, 0)),
+        (datetime(2003, 1, 20, 21, 0), "P7D", datetime(2003, 1, 13, 21, 0)),
+        (datetime(2003, 1, 20, 21, 0), "PT30M", datetime(2003, 1, 20, 20, 30)),
+    ],
+)
+def test_offset_before(instant: datetime, offset: str, expected: datetime) -> None:
+    got = before(localize(instant, LA), parse_offset(offset), LA)
+    assert got == localize(expected, LA)
+    assert got.tzinfo == LA
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "-1d", "7 days", "P", "PT", "1y"])
+def test_bad_offsets(text: str) -> None:
+    with pytest.raises(ValueError, match="not an offset"):
+        parse_offset(text)
+
+
+def seed_offer() -> OptionExchange:
+    program = load_program_file(default_program_dir() / "option-exchange-2003.toml")
+    assert isinstance(program, OptionExchange)
+    return program
+
+
+def test_seed_offer_dates() -> None:
+    d = offer_dates(seed_offer())
+    assert d.open == date(2002, 12, 19)
+    assert d.cutoff.astimezone(UTC) == datetime(2003, 1, 21, 5, 0, tzinfo=UTC)
+    assert d.cutoff.tzname() == "PST"
+    assert d.cancellation == date(2003, 1, 20)
+    assert d.promise_to_grant == date(2003, 1, 21)
+    assert d.grant == date(2003, 7, 21)
+    assert d.exercise_price == date(2003, 7, 18)
+    assert d.option_expiration == date(2013, 7, 21)
+
+
+def test_seed_cutoff_reminders() -> None:
+    got = [(text, at.astimezone(UTC)) for text, at in reminder_instants(seed_offer())]
+    assert got == [
+        ("7d", datetime(2003, 1, 14, 5, 0, tzinfo=UTC)),
+        ("1d", datetime(2003, 1, 20, 5, 0, tzinfo=UTC)),
+        ("3h", datetime(2003, 1, 21, 2, 0, tzinfo=UTC)),
+    ]
+
+
+def test_extension_moves_every_dependent_date() -> None:
+    offer = seed_offer()
+    extension = {"cutoff": datetime(2003, 2, 3, 21, 0), "announced": date(2003, 1, 17)}
+    extended = OptionExchange.model_validate({**offer.model_dump(), "extensions": [extension]})
+    d = offer_dates(extended)
+    assert d.cutoff.astimezone(UTC) == datetime(2003, 2, 4, 5, 0, tzinfo=UTC)
+    assert d.cancellation == date(2003, 2, 3)
+    assert d.grant == date(2003, 8, 4)  # 2003-08-04 is a Monday
+    assert d.exercise_price == date(2003, 8, 1)
+
+
+def test_july_cutoff_is_pdt() -> None:
+    offer = OptionExchange.model_validate(
+        {
+            **seed_offer().model_dump(),
+            "open": date(2003, 6, 20),
+            "cutoff": datetime(2003, 7, 21, 21),
+        }
+    )
+    assert offer_dates(offer).cutoff.astimezone(UTC) == datetime(2003, 7, 22, 4, 0, tzinfo=UTC)
+
+
+def test_send_time_default() -> None:
+    assert seed_offer().send_time == time(9, 0)
+    assert timedelta(days=7) == parse_offset("7d")
