@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -38,7 +39,10 @@ _DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeedItem:
-    """One event as published: its revision (``sequence``), stored change time and status."""
+    """One event as published: its revision (``sequence``), stored change time and status.
+
+    ``last_modified`` must be aware; it is written in UTC as both DTSTAMP and LAST-MODIFIED.
+    """
 
     event: Event
     sequence: int = 0
@@ -77,8 +81,8 @@ class FeedMeta:
 def render_feed(items: Iterable[FeedItem], meta: FeedMeta) -> bytes:
     """Render ``items`` as a METHOD:PUBLISH calendar, events in ``Event.sort_key()`` order."""
     ordered = sorted(items, key=lambda item: item.event.sort_key())
-    uids = [item.event.uid for item in ordered]
-    if duplicates := sorted({uid for uid in uids if uids.count(uid) > 1}):
+    counts = Counter(item.event.uid for item in ordered)
+    if duplicates := sorted(uid for uid, count in counts.items() if count > 1):
         raise ValueError(f"duplicate uids in feed: {', '.join(duplicates)}")
 
     cal = _calendar(meta.prodid, "PUBLISH")
@@ -319,6 +323,12 @@ def _ordinals(day: date) -> frozenset[int]:
 
 @functools.lru_cache(maxsize=128)
 def _observances(tzid: str, first_year: int, last_year: int) -> tuple[_Observance, ...]:
+    """Return the observances of ``tzid`` from the year before ``first_year`` to ``last_year``.
+
+    Each change of offset, DST flag or abbreviation found in the IANA data is one onset; onsets
+    that recur in consecutive years on the same weekday rule (for instance "second Sunday of
+    March at 02:00") are merged into one observance.
+    """
     zone = ZoneInfo(tzid)
     # Scan from a year early so local times in first_year follow at least one onset.
     start = datetime(first_year - 1, 1, 1, tzinfo=UTC)

@@ -189,3 +189,11 @@ def events_table(events: Sequence[Event]) -> Table:
 
 def main() -> None:
     cli()
+
+
+def _register() -> None:
+    # The command modules import this one for `cli`; importing them here adds their commands.
+    from scheduler import commands  # noqa: F401
+
+
+_register()

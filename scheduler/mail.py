@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import mailbox
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
@@ -39,6 +39,8 @@ Security = Literal["none", "starttls", "tls"]
 
 
 class DeliveryStatus(StrEnum):
+    """What the outbox should do with a message after one delivery attempt."""
+
     SENT = "sent"
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
@@ -60,6 +62,12 @@ class DeliveryResult:
 
 
 class Transport(Protocol):
+    """Something that delivers messages: SmtpTransport, MaildirTransport, a test fake.
+
+    send() reports every problem with the message or its delivery in the result; it
+    raises only for programming errors (e.g. a send after close()).
+    """
+
     async def send(self, msg: OutgoingMessage, *, date: datetime) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
@@ -74,8 +82,10 @@ def _permanent(detail: str, code: int | None = None) -> DeliveryResult:
 
 
 def _by_code(code: int, detail: str) -> DeliveryResult:
-    # 4xx and anything unexpected may succeed later; only 5xx is final.
-    if 500 <= code < 600:
+    # 4xx and anything unexpected may succeed later; only 5xx is final. Except 530
+    # "authentication required" (RFC 4954): our missing credentials, not the message's
+    # fault, and every message would fail the same way until the settings are fixed.
+    if 500 <= code < 600 and code != 530:
         return _permanent(detail, code)
     return _temporary(detail, code)
 
@@ -96,10 +106,28 @@ def _invalid(exc: ValueError) -> DeliveryResult:
     return _permanent(f"invalid message: {exc}")
 
 
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
+
+
 class _Client(aiosmtplib.SMTP):
-    """An aiosmtplib client that remembers whether it began sending a message body."""
+    """Remember whether the message body went out; report each closed socket to on_close."""
 
     data_started = False
+
+    def __init__(self, *, on_close: Callable[[_Socket], None], **options: Any) -> None:
+        super().__init__(**options)
+        self._on_close = on_close
+
+    def close(self) -> None:
+        # aiosmtplib closes through here on every path (QUIT, errors, lost connections).
+        # Closing a TLS connection is an exchange with the server that finishes later, and
+        # asyncio warns about sockets still open when its loop ends: keep them to wait for.
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                self._on_close(sock)
+        super().close()
 
     async def data(
         self,
@@ -127,8 +155,8 @@ class SmtpTransport:
 
     Each connection carries one message at a time, so `connections` messages can be in
     flight at once. A connection that breaks is dropped and a new one opened on demand;
-    if an idle connection turns out to be dead before any of the message was sent (the
-    server timed it out), the message is sent again at once on a fresh connection.
+    if a reused connection turns out to be dead (a disconnect, a timeout or a 421) before
+    any of the message was sent, the message is sent again at once on a fresh connection.
 
     security: "starttls" requires STARTTLS (the connection fails if the server does not
     offer it), "tls" is implicit TLS (port 465), "none" is plain text for local relays
@@ -138,7 +166,9 @@ class SmtpTransport:
 
     Classification: 4xx replies are TEMPORARY, 5xx PERMANENT; refusals of some
     recipients are reported in `refused` of a SENT result; connection failures,
-    disconnects and timeouts are TEMPORARY with code None.
+    disconnects and timeouts are TEMPORARY with code None. Failures to set a connection
+    up (greeting, EHLO, STARTTLS, AUTH) and 530 "authentication required" are TEMPORARY
+    whatever the code: they are the relay settings' fault, not the message's.
     """
 
     def __init__(
@@ -177,6 +207,7 @@ class SmtpTransport:
             self._pool.put_nowait(None)
         self._connections = connections
         self._closed = False
+        self._closing: list[_Socket] = []
         # aiosmtplib checks its options when a client is built: fail here, not at a send.
         self._new_client()
 
@@ -203,7 +234,11 @@ class SmtpTransport:
         return result
 
     async def close(self) -> None:
-        """Wait for sends in flight, then close every connection (QUIT when possible)."""
+        """Close the pool once the sends in flight are done; later sends raise.
+
+        Idle connections get a QUIT; then this waits (at most `timeout`) until their
+        sockets are really closed, which for TLS takes an exchange with the server.
+        """
         if self._closed:
             return
         self._closed = True
@@ -211,6 +246,10 @@ class SmtpTransport:
             client = await self._pool.get()
             if client is not None:
                 await _retire(client)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while any(sock.fileno() != -1 for sock in self._closing) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _send_on(
         self, client: _Client | None, mime: EmailMessage, sender: str, recipients: list[str]
@@ -259,6 +298,9 @@ class SmtpTransport:
             return _all_refused(exc), None
         except aiosmtplib.SMTPResponseException as exc:
             await _retire(client)
+            # 421 is a server closing an idle connection (Postfix: "timeout exceeded").
+            if exc.code == 421 and reused and not client.data_started:
+                raise _StaleConnection from exc
             return _by_code(exc.code, exc.message), None
         except aiosmtplib.SMTPNotSupported as exc:
             # E.g. a non-ASCII address and a server without SMTPUTF8: retrying won't help.
@@ -283,8 +325,13 @@ class SmtpTransport:
         )
         return result, client
 
+    def _closed_socket(self, sock: _Socket) -> None:
+        self._closing = [s for s in self._closing if s.fileno() != -1]
+        self._closing.append(sock)
+
     def _new_client(self) -> _Client:
         return _Client(
+            on_close=self._closed_socket,
             hostname=self._host,
             port=self._port,
             username=self._username,

@@ -137,6 +137,8 @@ def parse_mailbox(value: str) -> Address:
         display, address = text[:start].strip(), text[start + 1 : -1]
     if len(display) >= 2 and display[0] == display[-1] == '"':
         display = re.sub(r"\\(.)", r"\1", display[1:-1])
+    elif "<" in display or ">" in display:
+        raise ValueError(f"more than one <address> in {value!r}")
 
     local, at, domain = address.rpartition("@")
     if not (local and at and domain) or any(

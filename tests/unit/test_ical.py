@@ -104,27 +104,30 @@ INSTANTS = [
     ("new-york/fri", datetime(2026, 3, 6, 9, tzinfo=NY), datetime(2026, 3, 6, 14, tzinfo=UTC)),
     ("new-york/mon", datetime(2026, 3, 9, 9, tzinfo=NY), datetime(2026, 3, 9, 13, tzinfo=UTC)),
 ]
-INSTANT_FEED = render_feed(
-    [item(timed(key, local, minutes=60 if "dst" in key else 0)) for key, local, _ in INSTANTS],
-    META,
-)
+
+
+@pytest.fixture(scope="module")
+def instant_feed() -> bytes:
+    """Render every INSTANTS case into one feed: two zones, 2003 and 2026 US DST rules."""
+    events = [timed(key, local, minutes=60 if "dst" in key else 0) for key, local, _ in INSTANTS]
+    return render_feed([item(event) for event in events], META)
 
 
 @pytest.mark.parametrize(("key", "local", "instant"), INSTANTS, ids=[c[0] for c in INSTANTS])
 def test_local_times_parse_back_to_their_utc_instants(
-    key: str, local: datetime, instant: datetime
+    instant_feed: bytes, key: str, local: datetime, instant: datetime
 ) -> None:
-    cal, other = parse(INSTANT_FEED)
+    cal, other = parse(instant_feed)
     uid = f"sox/{key}@tickler"
-    assert f"DTSTART;TZID={local.tzinfo}:{local:%Y%m%dT%H%M%S}" in lines(INSTANT_FEED)
+    assert f"DTSTART;TZID={local.tzinfo}:{local:%Y%m%dT%H%M%S}" in lines(instant_feed)
     assert utc(by_uid(cal, uid).start) == instant
     [parsed] = [event for event in other.events if event.uid == uid]
     assert isinstance(parsed.dtstart, datetime)
     assert parsed.dtstart.astimezone(UTC) == instant
 
 
-def test_every_zone_used_gets_one_vtimezone_in_name_order() -> None:
-    cal, other = parse(INSTANT_FEED)
+def test_every_zone_used_gets_one_vtimezone_in_name_order(instant_feed: bytes) -> None:
+    cal, other = parse(instant_feed)
     assert [tz.tz_name for tz in cal.timezones] == ["America/Los_Angeles", "America/New_York"]
     assert [tz.tz_id for tz in other.timezones] == ["America/Los_Angeles", "America/New_York"]
     assert cal.get_missing_tzids() == set()

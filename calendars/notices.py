@@ -1,0 +1,173 @@
+"""What each person is owed, and when: the pure planning of every outgoing message.
+
+A planner takes a program, a snapshot of the people and of the facts recorded so far (responses,
+elections, acknowledgments, terminations, extensions) and ``now``, and returns the complete
+set of notices the program calls for, past and future, plus each person's obligation state.
+The shell reconciles that set with the outbox: new notices are inserted, pending ones that
+are no longer wanted (a supplier responded, an employee elected) are cancelled. Because the
+set is recomputed from the facts, planning twice, after a restart or on two replicas, gives the
+same identities and sends nothing twice.
+
+Facts dated after ``now`` have not happened yet: that is what lets ``tickler simulate`` replay
+a campaign on a virtual clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from calendars.clock import local_instant
+from config.programs import ProgramBase
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonView:
+    """A supplier, employee or third party as the planners see them."""
+
+    id: int
+    kind: str  # "supplier" | "employee" | "third_party"
+    external_id: str
+    name: str
+    email: str
+    country: str | None = None
+    hire_date: date | None = None
+    termination_date: date | None = None
+    is_director: bool = False
+    is_executive_officer: bool = False
+    role: str | None = None
+    manager_email: str | None = None
+    tier: str | None = None
+    owner_email: str | None = None
+    start_date: date | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.external_id}"
+
+    def employed_on(self, day: date) -> bool:
+        """Return whether the person is still employed on ``day``.
+
+        ``termination_date`` is the day employment ended: someone terminated on the grant date
+        is not employed on it.
+        """
+        return self.termination_date is None or day < self.termination_date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrantView:
+    id: int
+    person_id: int
+    external_id: str
+    grant_date: date
+    unexercised: int
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fact:
+    """A recorded event from the event log."""
+
+    id: int
+    kind: str
+    at: datetime
+    program: str | None
+    person_id: int | None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Team:
+    """The internal addresses notices go to."""
+
+    compliance: str
+    compliance_officer: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """What the planners read: people, grants and facts, as of one moment."""
+
+    people: Sequence[PersonView]
+    grants: Sequence[GrantView]
+    facts: Sequence[Fact]
+    team: Team
+    # SEQUENCE of each event (by event key) and the time it last changed, from storage.
+    versions: Mapping[str, tuple[int, datetime]] = field(default_factory=dict)
+
+    def facts_until(self, now: datetime, program: str, kinds: Iterable[str]) -> list[Fact]:
+        wanted = set(kinds)
+        return sorted(
+            (f for f in self.facts if f.at <= now and f.program == program and f.kind in wanted),
+            key=lambda f: (f.at, f.id),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """One message a program calls for. ``identity`` is program/occurrence/recipient/step."""
+
+    program: str
+    occurrence: str
+    person_id: int | None
+    recipient_key: str
+    recipient: str
+    job: str
+    step: str
+    template: str
+    context: Mapping[str, Any]
+    due: datetime
+    expires: datetime
+
+    def __post_init__(self) -> None:
+        if self.due.tzinfo is None or self.expires.tzinfo is None:
+            raise ValueError(f"{self.identity}: naive due or expiry")
+
+    @property
+    def identity(self) -> str:
+        return f"{self.program}/{self.occurrence}/{self.recipient_key}/{self.step}"
+
+    @property
+    def message_id(self) -> str:
+        """A deterministic Message-ID: a resend after a crash carries the same one."""
+        digest = hashlib.sha256(self.identity.encode()).hexdigest()[:32]
+        return f"{digest}.{self.program}@tickler"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObligationState:
+    """A person's obligation under a program occurrence, as the facts leave it."""
+
+    program: str
+    occurrence: str
+    person_id: int
+    kind: str  # "cmrt_response" | "election" | "fcpa_ack"
+    state: str
+    due: datetime | None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    notices: list[Notice]
+    obligations: list[ObligationState]
+
+
+def at_send_time(program: ProgramBase, day: date) -> datetime:
+    """Return the UTC instant a notice scheduled for ``day`` goes out (the program's send_time)."""
+    return local_instant(day, program.send_time, program.zone).astimezone(UTC)
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def later(*values: datetime) -> datetime:
+    return max(values)
+
+
+DAY = timedelta(days=1)

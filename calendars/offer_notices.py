@@ -1,0 +1,328 @@
+"""Stock option exchange offer: announcements, invitations, reminders, receipts and grants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from calendars import option_exchange as ox
+from calendars.clock import localize
+from calendars.exchange import (
+    EligibilityRule,
+    ExchangeLine,
+    ExchangeRule,
+    Holder,
+    OptionGrant,
+    Rounding,
+    exchange_lines,
+    holder_eligible,
+)
+from calendars.notices import (
+    DAY,
+    Fact,
+    GrantView,
+    Notice,
+    ObligationState,
+    PersonView,
+    Plan,
+    Snapshot,
+    at_send_time,
+    utc,
+)
+from config.programs import Extension, OptionExchange
+
+ELECTION = "election"
+WITHDRAWAL = "withdrawal"
+EXTENSION = "offer_extension"
+TERMINATION = "termination"
+
+
+def with_recorded_extensions(program: OptionExchange, facts: Sequence[Fact]) -> OptionExchange:
+    """Return the program with the extensions recorded as events appended to its file's."""
+    recorded = sorted(
+        (f for f in facts if f.kind == EXTENSION and f.program == program.id), key=lambda f: f.at
+    )
+    if not recorded:
+        return program
+    extensions = list(program.extensions)
+    for fact in recorded:
+        cutoff = datetime.fromisoformat(str(fact.payload["cutoff"]))
+        if cutoff > program.expiration and all(cutoff > e.cutoff for e in extensions):
+            local_day = fact.at.astimezone(program.zone).date()
+            extensions.append(Extension(cutoff=cutoff, announced=local_day))
+    return program.model_copy(update={"extensions": extensions})
+
+
+def eligibility_rule(program: OptionExchange) -> EligibilityRule:
+    e = program.eligibility
+    return EligibilityRule(
+        min_price=e.min_price,
+        hired_before=e.hired_before,
+        countries=frozenset(e.countries),
+        excluded_roles=frozenset(e.excluded_roles),
+        lookback_start=e.lookback_start or date.min,
+        lookback_end=e.lookback_end or date.min,
+    )
+
+
+def exchange_rule(program: OptionExchange) -> ExchangeRule:
+    return ExchangeRule(ratio=program.exchange.ratio, rounding=Rounding(program.exchange.rounding))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holding:
+    """An eligible employee and what an election would exchange."""
+
+    person: PersonView
+    lines: tuple[ExchangeLine, ...]
+
+    @property
+    def new_shares(self) -> int:
+        return sum(line.new_shares for line in self.lines)
+
+    def summary(self) -> list[dict[str, object]]:
+        return [
+            {
+                "grant": ln.grant.grant_id,
+                "grant_date": ln.grant.grant_date.isoformat(),
+                "unexercised": ln.grant.unexercised,
+                "price": str(ln.grant.price),
+                "eligible": ln.eligible,
+                "exchanged": ln.exchanged,
+                "new_shares": ln.new_shares,
+            }
+            for ln in self.lines
+        ]
+
+
+def holdings(
+    program: OptionExchange, people: Sequence[PersonView], grants: Sequence[GrantView]
+) -> list[Holding]:
+    """Return the eligible employees with at least one option priced at or above the minimum."""
+    rule = eligibility_rule(program)
+    out: list[Holding] = []
+    for person in people:
+        if person.kind != "employee" or person.hire_date is None:
+            continue
+        roles = frozenset(
+            r
+            for r, flag in (
+                ("director", person.is_director),
+                ("executive_officer", person.is_executive_officer),
+            )
+            if flag
+        )
+        holder = Holder(country=person.country or "", hire_date=person.hire_date, roles=roles)
+        if not holder_eligible(holder, rule)[0] or not person.employed_on(program.open):
+            continue
+        mine = [
+            OptionGrant(
+                grant_id=g.external_id,
+                grant_date=g.grant_date,
+                unexercised=g.unexercised,
+                price=g.price,
+            )
+            for g in grants
+            if g.person_id == person.id
+        ]
+        lines = exchange_lines(mine, rule, exchange_rule(program))
+        if any(ln.eligible and ln.grant.price >= rule.min_price for ln in lines):
+            out.append(Holding(person=person, lines=lines))
+    return out
+
+
+def elected_at(facts: Sequence[Fact], person_id: int) -> Fact | None:
+    """Return the election in force (the last election not followed by a withdrawal)."""
+    current: Fact | None = None
+    for fact in facts:
+        if fact.person_id == person_id:
+            current = fact if fact.kind == ELECTION else None
+    return current
+
+
+def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
+    """Return every notice of the offer and each eligible employee's election state at ``now``."""
+    facts = [f for f in snapshot.facts if f.at <= now]
+    program = with_recorded_extensions(program, facts)
+    d = ox.offer_dates(program)
+    cutoff = utc(d.cutoff)
+    occurrence = program.open.isoformat()
+    choices = snapshot.facts_until(min(now, cutoff), program.id, [ELECTION, WITHDRAWAL])
+    notices: list[Notice] = []
+    obligations: list[ObligationState] = []
+    cutoff_text = f"{d.cutoff:%A %-d %B %Y, %-I:%M %p} {d.cutoff.tzname()}"
+    announce = at_send_time(program, program.open)
+
+    def notice(
+        h: Holding, job: str, step: str, due: datetime, expires: datetime, **context: object
+    ) -> None:
+        p = h.person
+        notices.append(
+            Notice(
+                program=program.id,
+                occurrence=occurrence,
+                person_id=p.id,
+                recipient_key=p.key,
+                recipient=p.email,
+                job=job,
+                step=step,
+                template=job,
+                context={
+                    "program_name": program.name,
+                    "name": p.name,
+                    "cutoff": cutoff_text,
+                    "cutoff_utc": cutoff.isoformat(),
+                    "grant_date": d.grant.isoformat(),
+                    "exercise_price_date": d.exercise_price.isoformat(),
+                    "grants": h.summary(),
+                    "new_shares": h.new_shares,
+                    **context,
+                },
+                due=due,
+                expires=expires,
+            )
+        )
+
+    for h in holdings(program, snapshot.people, snapshot.grants):
+        pid = h.person.id
+        election = elected_at(choices, pid)
+        notice(h, "offer_announcement", "announcement", announce, cutoff)
+        for p in program.presentations:
+            key = f"presentation/{p.key}"
+            seq, changed = snapshot.versions.get(key, (0, announce))
+            start = localize(p.start, program.zone)
+            notice(
+                h,
+                "presentation_invitation",
+                f"invite/{p.key}/{seq}",
+                # The first invitation goes with the announcement; an update when it changed.
+                announce if seq == 0 else max(announce, changed),
+                utc(start),
+                event_key=key,
+                sequence=seq,
+                start=start.isoformat(),
+                end=localize(p.end, program.zone).isoformat(),
+                location=p.location,
+                dial_in=p.dial_in,
+            )
+        for key, (seq, changed) in snapshot.versions.items():
+            if key.startswith("presentation/") and key.removeprefix("presentation/") not in {
+                p.key for p in program.presentations
+            }:
+                # A meeting removed from the file: cancel it in every invitee's calendar.
+                notice(
+                    h,
+                    "presentation_cancellation",
+                    f"cancel/{key}/{seq}",
+                    changed,
+                    changed + 7 * DAY,
+                    event_key=key,
+                    sequence=seq,
+                )
+        if election is None:
+            for text, at in ox.reminder_instants(program):
+                notice(
+                    h,
+                    "cutoff_reminder",
+                    f"cutoff-reminder/{text}/{cutoff.isoformat()}",
+                    utc(at),
+                    cutoff,
+                    before=text,
+                )
+        for fact in choices:
+            if fact.person_id == pid:
+                notice(
+                    h,
+                    f"{fact.kind}_receipt",
+                    f"receipt/{fact.id}",
+                    fact.at,
+                    fact.at + 7 * DAY,
+                    recorded=fact.at.isoformat(),
+                )
+        for ext in program.extensions:
+            new_cutoff = utc(localize(ext.cutoff, program.zone))
+            announced = at_send_time(program, ext.announced)
+            notice(
+                h,
+                "offer_extension",
+                f"extension/{new_cutoff.isoformat()}",
+                min(announced, new_cutoff),
+                new_cutoff,
+            )
+        state = "elected" if election else "not_elected"
+        if election is not None:
+            notice(
+                h,
+                "promise_to_grant",
+                "promise",
+                at_send_time(program, d.promise_to_grant),
+                at_send_time(program, d.promise_to_grant) + 30 * DAY,
+            )
+            state = _after_cutoff(program, h, d, now, notice)
+        obligations.append(
+            ObligationState(
+                program=program.id,
+                occurrence=occurrence,
+                person_id=pid,
+                kind=ELECTION,
+                state=state,
+                due=cutoff,
+                details={
+                    "new_shares": h.new_shares,
+                    "elected_at": election.at.isoformat() if election else None,
+                },
+            )
+        )
+    return Plan(notices=notices, obligations=obligations)
+
+
+def _after_cutoff(
+    program: OptionExchange,
+    h: Holding,
+    d: ox.OfferDates,
+    now: datetime,
+    notice: Callable[..., None],
+) -> str:
+    """Plan the grant and vesting notices of a participant; return their obligation state."""
+    if not h.person.employed_on(d.grant):
+        # Not employed on the grant date: no grant, no grant notice, no vesting.
+        return (
+            "forfeited"
+            if h.person.termination_date and h.person.termination_date <= now.date()
+            else "elected"
+        )
+    grant_at = at_send_time(program, d.grant)
+    notice(h, "grant_notice", "grant", grant_at, grant_at + 30 * DAY)
+    tranches = ox.vesting(program, shares=h.new_shares, grant=d.grant)
+    for t in tranches:
+        if not h.person.employed_on(t.date):
+            break
+        at = at_send_time(program, t.date)
+        notice(
+            h,
+            "vesting_notice",
+            f"vesting/{t.index}",
+            at,
+            at + 14 * DAY,
+            tranche=t.index,
+            tranches=len(tranches),
+            vest_date=t.date.isoformat(),
+            shares=int(t.shares),
+            cumulative=int(t.cumulative),
+        )
+    return "granted" if now >= grant_at else "elected"
+
+
+def late_election_error(program: OptionExchange, facts: Sequence[Fact], at: datetime) -> str | None:
+    """Return why an election or withdrawal at ``at`` is refused, or None if it is in time."""
+    d = ox.offer_dates(with_recorded_extensions(program, facts))
+    if at < utc(localize(datetime.combine(program.open, datetime.min.time()), program.zone)):
+        return f"the offer opens on {program.open}"
+    if at >= d.cutoff:
+        local = d.cutoff
+        return (
+            f"the election cutoff was {local:%Y-%m-%d %H:%M} {local.tzname()} "
+            f"({utc(local):%Y-%m-%dT%H:%MZ}); nothing can change after it"
+        )
+    return None

@@ -1,0 +1,247 @@
+"""The delivery job: claim due outbox rows, render them, send, and record each outcome.
+
+Order of operations, and why: the claim (a lease) is committed before sending, so two workers
+never send the same row; ``sent`` is committed right after the server's 250, so a crash can
+only repeat a message the server had already accepted (the same Message-ID goes out again).
+A temporary failure (4xx, connection error, timeout) is retried with exponential backoff and
+jitter; a permanent one (5xx, refused recipient, broken template) is recorded as failed.
+A row whose purpose has passed (``expires_at``) is recorded as skipped, never sent late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendars.events import Audience, Event, EventKind
+from calendars.ical import FeedItem, render_invitation
+from jobs.digest import digest_context
+from jobs.render import TemplateError, render
+from scheduler import outbox
+from scheduler.mail import DeliveryStatus, Transport
+from scheduler.mime import OutgoingMessage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryOptions:
+    sender: str
+    template_dir: Path | None = None
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    backoff: timedelta = timedelta(seconds=30)
+    backoff_cap: timedelta = timedelta(hours=1)
+    batch: int = 200
+    concurrency: int = 4
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    lost_lease: int = 0
+    by_job: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: DeliveryReport) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.lost_lease += other.lost_lease
+        for job, n in other.by_job.items():
+            self.by_job[job] = self.by_job.get(job, 0) + n
+
+
+def backoff_delay(
+    attempt: int, options: DeliveryOptions, rand: Callable[[], float] = random.random
+) -> timedelta:
+    """Return the wait before retry ``attempt`` (1-based): doubling, capped, with full jitter
+    on its upper half so that many failed messages do not retry in lockstep."""
+    base = min(options.backoff * (2 ** (attempt - 1)), options.backoff_cap)
+    half: timedelta = base / 2
+    return half + half * rand()
+
+
+def compose(
+    message: outbox.ClaimedMessage, context: dict[str, Any], options: DeliveryOptions
+) -> OutgoingMessage:
+    """Render a claimed row into an email (with a calendar invitation for meetings)."""
+    rendered = render(message.template, context, options.template_dir)
+    calendar: bytes | None = None
+    if message.job in ("presentation_invitation", "presentation_cancellation"):
+        calendar = _invitation(message, context, options.sender)
+    return OutgoingMessage(
+        message_id=message.message_id,
+        sender=options.sender,
+        to=(message.recipient,),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        calendar=calendar,
+        headers=(("X-Tickler-Identity", message.identity),),
+    )
+
+
+def _invitation(message: outbox.ClaimedMessage, context: dict[str, Any], organizer: str) -> bytes:
+    key = str(context["event_key"])
+    cancel = message.job == "presentation_cancellation"
+    start = datetime.fromisoformat(str(context.get("start") or context["cutoff_utc"]))
+    end = datetime.fromisoformat(str(context.get("end") or context["cutoff_utc"]))
+    event = Event(
+        program=message.program,
+        key=key,
+        kind=EventKind.PRESENTATION,
+        title=f"{context['program_name']}: presentation",
+        start=start,
+        end=end,
+        timezone=str(getattr(start.tzinfo, "key", "UTC")),
+        audiences=frozenset({Audience.EMPLOYEES}),
+        location=str(context.get("location", "")),
+        description=f"Presentation of the offer. Elections close {context['cutoff']}.",
+    )
+    item = FeedItem(
+        event=event,
+        sequence=int(context["sequence"]),
+        last_modified=message.due_at,
+        cancelled=cancel,
+    )
+    return render_invitation(
+        item,
+        method="CANCEL" if cancel else "REQUEST",
+        organizer=organizer,
+        attendees=[message.recipient],
+    )
+
+
+async def deliver_due(
+    factory: sessionmaker[Session],
+    transport: Transport,
+    options: DeliveryOptions,
+    *,
+    owner: str,
+    now: datetime,
+    stop: asyncio.Event | None = None,
+) -> DeliveryReport:
+    """Send every message due at ``now``, batch by batch, until none is left (or ``stop``).
+
+    ``stop`` is checked between batches: a shutdown finishes the sends in flight, then returns.
+    """
+    total = DeliveryReport()
+    gate = asyncio.Semaphore(options.concurrency)
+    while stop is None or not stop.is_set():
+        claimed = await asyncio.to_thread(_claim, factory, options, owner, now)
+        if not claimed:
+            return total
+
+        async def one(message: outbox.ClaimedMessage) -> DeliveryReport:
+            async with gate:
+                return await _deliver_one(
+                    factory, transport, options, message, owner=owner, now=now
+                )
+
+        for report in await asyncio.gather(*(one(m) for m in claimed)):
+            total.add(report)
+    return total
+
+
+def _claim(
+    factory: sessionmaker[Session], options: DeliveryOptions, owner: str, now: datetime
+) -> list[outbox.ClaimedMessage]:
+    with factory() as session, session.begin():
+        outbox.reap_leases(session, now)
+    with factory() as session, session.begin():
+        return outbox.claim_due(
+            session, now=now, owner=owner, lease=options.lease, limit=options.batch
+        )
+
+
+def _finish(factory: sessionmaker[Session], mark: Callable[[Session], bool]) -> bool:
+    with factory() as session, session.begin():
+        return mark(session)
+
+
+async def _deliver_one(
+    factory: sessionmaker[Session],
+    transport: Transport,
+    options: DeliveryOptions,
+    message: outbox.ClaimedMessage,
+    *,
+    owner: str,
+    now: datetime,
+) -> DeliveryReport:
+    report = DeliveryReport()
+    mid = message.id
+    if message.expires_at is not None and now >= message.expires_at:
+        reason = (
+            f"expired {message.expires_at.isoformat()}: lost its purpose before it could be sent"
+        )
+        ok = await asyncio.to_thread(
+            _finish, factory, lambda s: outbox.mark_skipped(s, mid, owner, reason, now)
+        )
+        report.skipped += ok
+        report.lost_lease += not ok
+        return report
+    try:
+        context = dict(message.context)
+        if message.job == "digest":
+            digest = await asyncio.to_thread(_digest, factory, context, now)
+            if digest is None:
+                ok = await asyncio.to_thread(
+                    _finish,
+                    factory,
+                    lambda s: outbox.mark_skipped(s, mid, owner, "nothing to report", now),
+                )
+                report.skipped += ok
+                return report
+            context = digest
+        email = compose(message, context, options)
+    except (TemplateError, ValueError, KeyError) as exc:
+        error = f"cannot compose: {exc}"
+        await asyncio.to_thread(
+            _finish, factory, lambda s: outbox.mark_failed(s, mid, owner, None, error, now)
+        )
+        report.failed += 1
+        return report
+    result = await transport.send(email, date=now)
+    if result.status is DeliveryStatus.SENT:
+        ok = await asyncio.to_thread(
+            _finish, factory, lambda s: outbox.mark_sent(s, mid, owner, now)
+        )
+        report.sent += ok
+        report.lost_lease += not ok
+        report.by_job[message.job] = report.by_job.get(message.job, 0) + 1
+    elif result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
+        retry_at = now + backoff_delay(message.attempts, options)
+        detail = result.detail
+        await asyncio.to_thread(
+            _finish,
+            factory,
+            lambda s: outbox.mark_retry(s, mid, owner, retry_at, result.code, detail, now),
+        )
+        report.retried += 1
+    else:
+        detail = (
+            result.detail
+            if result.status is DeliveryStatus.PERMANENT
+            else (f"gave up after {message.attempts} attempts: {result.detail}")
+        )
+        await asyncio.to_thread(
+            _finish, factory, lambda s: outbox.mark_failed(s, mid, owner, result.code, detail, now)
+        )
+        report.failed += 1
+    return report
+
+
+def _digest(
+    factory: sessionmaker[Session], context: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    with factory() as session:
+        return digest_context(session, context, now)

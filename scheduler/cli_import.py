@@ -1,0 +1,133 @@
+"""``tickler import``: load people and option grants from CSV files, or the whole demo data set."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, cast, get_args
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from sqlalchemy.orm import Session
+
+from scheduler.db import make_engine, session_factory, upgrade
+from scheduler.imports import (
+    DEMO_FILES,
+    DEMO_SCENARIO,
+    ImportErrors,
+    ImportReport,
+    Kind,
+    demo_dir,
+    import_csv,
+    load_scenario,
+)
+
+if TYPE_CHECKING:
+    from scheduler.cli import Context
+
+#: Files with more data rows than this get a progress bar.
+PROGRESS_ROWS = 1000
+CHANGES_SHOWN = 50
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # a container user without a passwd entry
+        user = "unknown"
+    return f"cli:{user}"
+
+
+@click.command("import")
+@click.argument("kind", metavar="KIND", type=click.Choice([*get_args(Kind), "demo"]))
+@click.argument("file", metavar="[FILE.csv]", required=False, type=click.Path(path_type=Path))
+@click.option("--actor", default=_actor, show_default="cli:$USER", help="Who is importing.")
+@click.pass_obj
+def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> None:
+    """Import people or grants from a CSV file, all or nothing; or load the demo data.
+
+    \b
+      tickler import suppliers|employees|third-parties|grants FILE.csv
+      tickler import demo
+
+    Rows are matched on external_id: new ones are created, changed ones updated (each change
+    listed), equal ones left alone, so importing a file twice is harmless. A file with any
+    error changes nothing; every error is printed as FILE:LINE: COLUMN: what is wrong.
+    """
+    from scheduler.cli import fail  # scheduler.cli registers this command: import it late
+
+    if kind == "demo":
+        if file is not None:
+            fail("tickler import demo takes no FILE")
+        jobs = [(k, demo_dir() / name) for k, name in DEMO_FILES]
+    else:
+        if file is None:
+            fail(f"tickler import {kind} needs a FILE.csv")
+        if not file.is_file():
+            fail(f"{file}: no such file")
+        jobs = [(cast(Kind, kind), file)]
+    programs = {p.id: p for p in obj.programs()} if kind == "demo" else {}
+
+    url = obj.settings.database_url
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            for job_kind, path in jobs:
+                try:
+                    report = _import_one(session, job_kind, path, obj=obj, actor=actor)
+                except ImportErrors as exc:
+                    fail(*(f"{path}:{e}" for e in exc.errors))
+                _print_report(report)
+            if kind == "demo":
+                scenario = demo_dir() / DEMO_SCENARIO
+                try:
+                    events = load_scenario(
+                        session, scenario, programs=programs, now=obj.now, actor=actor
+                    )
+                except ImportErrors as exc:
+                    fail(*(f"{scenario}:{e}" for e in exc.errors))
+                click.echo(str(events))
+    finally:
+        engine.dispose()
+
+
+def _import_one(
+    session: Session, kind: Kind, path: Path, *, obj: Context, actor: str
+) -> ImportReport:
+    rows = _count_lines(path) - 1
+    with _progress_bar(f"{kind} {path.name}", rows) as progress:
+        return import_csv(session, kind, path, now=obj.now, actor=actor, progress=progress)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+@contextmanager
+def _progress_bar(label: str, rows: int) -> Iterator[Callable[[int], None] | None]:
+    if rows <= PROGRESS_ROWS:
+        yield None
+        return
+    # stderr: stdout carries the report, which scripts may read.
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=rows)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _print_report(report: ImportReport) -> None:
+    click.echo(str(report))
+    for change in report.changes[:CHANGES_SHOWN]:
+        click.echo(f"  {change}")
+    if len(report.changes) > CHANGES_SHOWN:
+        click.echo(f"  … and {len(report.changes) - CHANGES_SHOWN} more changes")

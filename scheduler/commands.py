@@ -1,0 +1,287 @@
+"""The daemon's commands: ``run``, ``simulate``, ``status``, ``record`` and ``db``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from scheduler.cli import Context, cli, fail
+from scheduler.daemon import Daemon, simulate
+from scheduler.db import Obligation, OutboxMessage, OutboxState, downgrade, upgrade
+from scheduler.record import RecordError, record
+from scheduler.service import Service, SingleReplicaError
+
+
+def _service(obj: Context) -> Service:
+    return Service(obj.settings, obj.programs())
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@cli.command()
+@click.option("--sweep", type=float, default=None, help="Seconds between safety-net sweeps.")
+@click.pass_obj
+def run(obj: Context, sweep: float | None) -> None:
+    """Run the daemon: plan, send what is due, react to recorded events. SIGTERM stops it."""
+    _configure_logging(obj.settings.log_level)
+    service = _service(obj)
+    daemon = Daemon(service, sweep=sweep or obj.settings.sweep_seconds)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop.set)
+        await daemon.run()
+
+    try:
+        asyncio.run(main())
+    except SingleReplicaError as exc:
+        fail(str(exc))
+
+
+def _instant_option(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date or an ISO 8601 instant") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command("simulate")
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    callback=lambda c, p, v: _instant_option(v),
+    help="Start of the virtual clock (date or instant; UTC when no offset).",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    callback=lambda c, p, v: _instant_option(v),
+    help="End of the virtual clock.",
+)
+@click.pass_obj
+def simulate_command(obj: Context, start: datetime, end: datetime) -> None:
+    """Replay the programs on a virtual clock, delivering to the configured sink."""
+    if end < start:
+        fail(f"--to {end.isoformat()} is before --from {start.isoformat()}")
+    _configure_logging("WARNING")
+    report = asyncio.run(simulate(_service(obj), start=start, end=end))
+    d = report.delivery
+    click.echo(
+        f"simulated {start.isoformat()} .. {end.isoformat()} in {report.steps} steps: "
+        f"sent {d.sent}, retried {d.retried}, failed {d.failed}, skipped {d.skipped}"
+    )
+    for job, n in sorted(d.by_job.items()):
+        click.echo(f"  {job:28} {n}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def status(obj: Context, fmt: str) -> None:
+    """Show obligations by state, messages by state, what is due next and what failed."""
+    service = _service(obj)
+    service.migrate()
+    with service.factory() as session:
+        obligations = session.execute(
+            select(Obligation.program, Obligation.kind, Obligation.state, func.count()).group_by(
+                Obligation.program, Obligation.kind, Obligation.state
+            )
+        ).all()
+        messages = session.execute(
+            select(OutboxMessage.program, OutboxMessage.state, func.count()).group_by(
+                OutboxMessage.program, OutboxMessage.state
+            )
+        ).all()
+        upcoming = session.execute(
+            select(OutboxMessage.due_at, OutboxMessage.program, OutboxMessage.job, func.count())
+            .where(OutboxMessage.state == OutboxState.PENDING, OutboxMessage.due_at >= obj.now)
+            .group_by(OutboxMessage.due_at, OutboxMessage.program, OutboxMessage.job)
+            .order_by(OutboxMessage.due_at)
+            .limit(10)
+        ).all()
+        failed = session.execute(
+            select(OutboxMessage.identity, OutboxMessage.last_code, OutboxMessage.last_error)
+            .where(OutboxMessage.state == OutboxState.FAILED)
+            .order_by(OutboxMessage.updated_at.desc())
+            .limit(20)
+        ).all()
+    service.engine.dispose()
+    data = status_data(obligations, messages, upcoming, failed)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    for program, info in data["programs"].items():
+        table = Table(title=program)
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for state, n in info["obligations"].items():
+            table.add_row(f"obligations {state}", str(n))
+        for state, n in info["messages"].items():
+            table.add_row(f"messages {state}", str(n))
+        if "response_rate" in info:
+            table.add_row("CMRT response rate", f"{info['response_rate']:.1%}")
+        console.print(table)
+    for row in data["upcoming"]:
+        console.print(f"next: {row['due']} {row['program']} {row['job']} x{row['count']}")
+    for row in data["failed"]:
+        console.print(f"[red]failed[/red] {row['identity']}: {row['code']} {row['error']}")
+
+
+def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> dict[str, Any]:
+    """Shape the status counts; CMRT programs also get their response statistics."""
+    programs: dict[str, dict[str, Any]] = {}
+    for program, kind, state, n in obligations:
+        info = programs.setdefault(program, {"obligations": {}, "messages": {}})
+        info["obligations"][state] = n
+        if kind == "cmrt_response":
+            info.setdefault("_cmrt", Counter())[state] += n
+    for program, state, n in messages:
+        programs.setdefault(program, {"obligations": {}, "messages": {}})["messages"][
+            str(state)
+        ] = n
+    for info in programs.values():
+        cmrt = info.pop("_cmrt", None)
+        if cmrt:
+            surveyed = sum(cmrt.values())
+            responded = cmrt["complete"] + cmrt["incomplete"]
+            info.update(
+                surveyed=surveyed,
+                responded=responded,
+                complete=cmrt["complete"],
+                incomplete=cmrt["incomplete"],
+                escalated=cmrt["escalated"],
+                response_rate=responded / surveyed if surveyed else 0.0,
+            )
+    return {
+        "programs": dict(sorted(programs.items())),
+        "upcoming": [
+            {"due": d.isoformat(), "program": p, "job": j, "count": n} for d, p, j, n in upcoming
+        ],
+        "failed": [{"identity": i, "code": c, "error": e} for i, c, e in failed],
+    }
+
+
+@cli.command("record")
+@click.argument(
+    "kind",
+    type=click.Choice(
+        ["response", "election", "withdrawal", "acknowledgment", "termination", "hire", "extension"]
+    ),
+)
+@click.option("--program", help="Program id (responses, elections, acknowledgments, extensions).")
+@click.option("--person", help="KIND:ID, e.g. supplier:S001 or employee:E1001.")
+@click.option("--at", "at_text", help="When it happened (ISO 8601 with offset); default: now.")
+@click.option("--incomplete", is_flag=True, help="A response that is incomplete or inconsistent.")
+@click.option("--issues", default=None, help="What is wrong with an incomplete response.")
+@click.option("--file", "file_name", default=None, help="The returned file's name (responses).")
+@click.option("--policy-version", default=None, help="Acknowledged policy version.")
+@click.option("--date", "day", default=None, help="Termination date (YYYY-MM-DD).")
+@click.option(
+    "--cutoff", default=None, help="New local cutoff of an extension, e.g. 2003-02-03T21:00."
+)
+@click.option(
+    "--data", default=None, help="A hire as JSON: kind, external_id, name, email, start_date, role…"
+)
+@click.option("--actor", default="cli", help="Who records it (kept in the audit trail).")
+@click.pass_obj
+def record_command(
+    obj: Context,
+    kind: str,
+    program: str | None,
+    person: str | None,
+    at_text: str | None,
+    incomplete: bool,
+    issues: str | None,
+    file_name: str | None,
+    policy_version: str | None,
+    day: str | None,
+    cutoff: str | None,
+    data: str | None,
+    actor: str,
+) -> None:
+    """Record what happened; the daemon reacts within seconds."""
+    fact = {
+        "response": "cmrt_response",
+        "acknowledgment": "fcpa_ack",
+        "extension": "offer_extension",
+    }.get(kind, kind)
+    at = _instant_option(at_text) if at_text else obj.now
+    payload: dict[str, Any] = {}
+    if fact == "cmrt_response":
+        payload["complete"] = not incomplete
+        payload.update({k: v for k, v in (("issues", issues), ("file", file_name)) if v})
+    elif fact == "fcpa_ack" and policy_version:
+        payload["policy_version"] = policy_version
+    elif fact == "termination":
+        payload["date"] = day
+    elif fact == "offer_extension":
+        payload["cutoff"] = cutoff
+    elif fact == "hire":
+        try:
+            payload = json.loads(data or "")
+        except json.JSONDecodeError as exc:
+            fail(f"--data is not JSON: {exc}")
+        if not isinstance(payload, dict):
+            fail("--data must be a JSON object")
+    service = _service(obj)
+    service.migrate()
+    programs = {p.id: p for p in service.programs}
+    try:
+        with service.factory() as session, session.begin():
+            event_id = record(
+                session,
+                kind=fact,
+                program=program,
+                person=person,
+                at=at,
+                actor=actor,
+                source="cli",
+                payload=payload,
+                programs=programs,
+                now=obj.now,
+            )
+    except RecordError as exc:
+        fail(exc.message)
+    finally:
+        service.engine.dispose()
+    click.echo(f"recorded {fact} as event {event_id}")
+
+
+@cli.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_obj
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the latest)."""
+    upgrade(obj.settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_obj
+def db_downgrade(obj: Context, revision: str) -> None:
+    """Migrate the database down to REVISION ("base" empties it)."""
+    downgrade(obj.settings.database_url, revision)
+    click.echo(f"database at {revision}")

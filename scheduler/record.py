@@ -1,0 +1,226 @@
+"""Record what happened: responses, elections, acknowledgments, terminations, hires, extensions.
+
+Every fact is validated against the programs and the people, then appended to the event log
+in the same transaction as its effects (a termination sets the person's termination date, a
+hire creates the person). Bad input raises ``RecordError`` with an HTTP-like status and
+changes nothing. The daemon notices the new event-log row and replans within seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from calendars import offer_notices
+from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
+from scheduler.db import EventLog, EventSource, FcpaRole, Person, PersonKind
+from scheduler.snapshot import FACT_KINDS as KINDS
+from scheduler.snapshot import load_facts, load_snapshot
+
+# A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
+CLOCK_SKEW = timedelta(minutes=5)
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+
+
+class RecordError(Exception):
+    """A fact that cannot be recorded; ``status`` is 404, 409 or 422 as an HTTP API answers."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def find_person(session: Session, key: str) -> Person:
+    """Return the person named ``kind:external_id`` (e.g. ``supplier:S001``)."""
+    kind, sep, external_id = key.partition(":")
+    if not sep or kind not in {k.value for k in PersonKind}:
+        raise RecordError(
+            422, f"person {key!r} must be KIND:ID with KIND supplier, employee or third_party"
+        )
+    person = session.scalar(
+        select(Person).where(Person.kind == PersonKind(kind), Person.external_id == external_id)
+    )
+    if person is None:
+        raise RecordError(404, f"no {kind} with id {external_id!r}")
+    return person
+
+
+def record(
+    session: Session,
+    *,
+    kind: str,
+    program: str | None,
+    person: str | None,
+    at: datetime,
+    actor: str,
+    source: str,
+    payload: Mapping[str, Any],
+    programs: Mapping[str, Program],
+    now: datetime,
+) -> int:
+    """Validate one fact, apply its effects and append it to the event log; return its id."""
+    if kind not in KINDS:
+        raise RecordError(422, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if at.tzinfo is None:
+        raise RecordError(422, "the time of the event needs a UTC offset")
+    if at > now + CLOCK_SKEW:
+        raise RecordError(422, f"the event is dated {at.isoformat()}, in the future")
+    target = programs.get(program) if program else None
+    if program and target is None:
+        raise RecordError(404, f"no program {program!r}; known: {', '.join(sorted(programs))}")
+    data = dict(payload)
+    who: Person | None = None
+    if kind == "hire":
+        who = _hire(session, data, now)
+    else:
+        if person is None:
+            raise RecordError(422, f"a {kind} names a person (KIND:ID)")
+        who = find_person(session, person)
+        _check(session, kind, target, who, at, data)
+        if kind == "termination":
+            who.termination_date = _date(data, "date")
+            who.updated_at = now
+    entry = EventLog(
+        at=at,
+        actor=actor,
+        source=EventSource(source),
+        kind=kind,
+        program=program,
+        person_id=who.id if who else None,
+        payload=data,
+    )
+    session.add(entry)
+    session.flush()
+    return entry.id
+
+
+def _check(
+    session: Session,
+    kind: str,
+    target: Program | None,
+    who: Person,
+    at: datetime,
+    data: dict[str, Any],
+) -> None:
+    if kind == "cmrt_response":
+        _need(target, ConflictMinerals, kind)
+        _person_kind(who, kind, PersonKind.SUPPLIER)
+        complete = data.setdefault("complete", True)
+        if not isinstance(complete, bool):
+            raise RecordError(422, "payload.complete must be true or false")
+        for name in ("issues", "file"):
+            if name in data and not isinstance(data[name], str):
+                raise RecordError(422, f"payload.{name} must be text")
+    elif kind in ("election", "withdrawal"):
+        offer = _need(target, OptionExchange, kind)
+        _person_kind(who, kind, PersonKind.EMPLOYEE)
+        snapshot = load_snapshot(session, team=None)
+        holders = offer_notices.holdings(offer, snapshot.people, snapshot.grants)
+        if who.id not in {h.person.id for h in holders}:
+            raise RecordError(409, f"{who.kind}:{who.external_id} is not eligible for {offer.id}")
+        facts = load_facts(session)
+        late = offer_notices.late_election_error(offer, facts, at)
+        if late:
+            raise RecordError(409, f"{kind} refused: {late}")
+        mine = [
+            f
+            for f in facts
+            if f.program == offer.id and f.at <= at and f.kind in ("election", "withdrawal")
+        ]
+        if kind == "withdrawal" and offer_notices.elected_at(mine, who.id) is None:
+            raise RecordError(409, f"{who.external_id} has no election in force to withdraw")
+    elif kind == "fcpa_ack":
+        policy = _need(target, Fcpa, kind)
+        if who.kind == PersonKind.SUPPLIER:
+            raise RecordError(422, "suppliers do not acknowledge the FCPA policy")
+        version = data.get("policy_version", policy.policy_version)
+        if version != policy.policy_version:
+            raise RecordError(
+                422, f"policy version {version!r} is not the current one ({policy.policy_version})"
+            )
+        data["policy_version"] = version
+    elif kind == "offer_extension":
+        offer = _need(target, OptionExchange, kind)
+        try:
+            cutoff = datetime.fromisoformat(str(data.get("cutoff")))
+        except ValueError:
+            raise RecordError(
+                422, "payload.cutoff must be a local date-time, e.g. 2003-02-03T21:00:00"
+            ) from None
+        if cutoff.tzinfo is not None:
+            raise RecordError(422, "payload.cutoff is local time in the program's zone: no offset")
+        current = offer_notices.with_recorded_extensions(offer, load_facts(session))
+        if cutoff <= current.expiration:
+            raise RecordError(
+                409, f"the new cutoff {cutoff} is not after the current one {current.expiration}"
+            )
+        data["cutoff"] = cutoff.isoformat()
+    elif kind == "termination":
+        day = _date(data, "date")
+        data["date"] = day.isoformat()
+
+
+def _need(target: Program | None, cls: type[Any], kind: str) -> Any:
+    if not isinstance(target, cls):
+        raise RecordError(422, f"a {kind} belongs to a {cls.__name__} program")
+    return target
+
+
+def _person_kind(who: Person, kind: str, expected: PersonKind) -> None:
+    if who.kind != expected:
+        raise RecordError(422, f"a {kind} is made by a {expected.value}, not a {who.kind.value}")
+
+
+def _date(data: Mapping[str, Any], name: str) -> date:
+    try:
+        return date.fromisoformat(str(data[name]))
+    except (KeyError, ValueError):
+        raise RecordError(422, f"payload.{name} must be a date (YYYY-MM-DD)") from None
+
+
+def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:
+    kind = data.get("kind", "employee")
+    if kind not in ("employee", "third_party"):
+        raise RecordError(422, "payload.kind must be employee or third_party")
+    for name in ("external_id", "name", "email"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip() or "\r" in value or "\n" in value:
+            raise RecordError(422, f"payload.{name} is required text on one line")
+    if not _EMAIL.match(data["email"]):
+        raise RecordError(422, f"payload.email {data['email']!r} is not an email address")
+    role = data.get("role", "employee" if kind == "employee" else "agent")
+    if role not in {r.value for r in FcpaRole}:
+        raise RecordError(422, f"payload.role {role!r} is not a known role")
+    exists = session.scalar(
+        select(Person).where(
+            Person.kind == PersonKind(kind), Person.external_id == data["external_id"]
+        )
+    )
+    if exists is not None:
+        raise RecordError(409, f"{kind}:{data['external_id']} already exists")
+    start = _date(data, "start_date")
+    person = Person(
+        kind=PersonKind(kind),
+        external_id=data["external_id"],
+        name=data["name"],
+        email=data["email"],
+        country=data.get("country"),
+        role=FcpaRole(role),
+        hire_date=start if kind == "employee" else None,
+        start_date=start,
+        manager_email=data.get("manager_email"),
+        created_at=now,
+        updated_at=now,
+        is_director=role == "director",
+        is_executive_officer=False,
+    )
+    session.add(person)
+    session.flush()
+    data["start_date"] = start.isoformat()
+    return person

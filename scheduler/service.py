@@ -1,0 +1,179 @@
+"""Wire settings, programs, the database and a mail transport into the operations the daemon,
+the simulator and the CLI share. Blocking database work runs in worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine, make_url
+
+from calendars.notices import Team
+from config.programs import Program
+from config.settings import Settings
+from jobs.deliver import DeliveryOptions, DeliveryReport, deliver_due
+from jobs.planning import PlanReport, replan
+from scheduler import outbox
+from scheduler.db import EventLog, make_engine, session_factory, upgrade
+from scheduler.mail import MaildirTransport, SmtpTransport, Transport
+from scheduler.snapshot import FACT_KINDS
+
+log = logging.getLogger("tickler")
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    """Return the SMTP transport when a host is configured, else the Maildir."""
+    if not settings.smtp_host:
+        return MaildirTransport(settings.maildir)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpTransport(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=password,
+        security=settings.smtp_security,
+        timeout=settings.smtp_timeout,
+        connections=settings.smtp_connections,
+    )
+
+
+class SingleReplicaError(Exception):
+    """A second daemon on the same SQLite file."""
+
+
+class Service:
+    """Plan, deliver and report over one database; every method takes ``now``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        programs: Sequence[Program],
+        *,
+        transport: Transport | None = None,
+        engine: Engine | None = None,
+        owner: str | None = None,
+        options: DeliveryOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.programs = list(programs)
+        self.engine = engine or make_engine(settings.database_url)
+        self.factory = session_factory(self.engine)
+        self.transport = transport or transport_from_settings(settings)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.options = options or DeliveryOptions(
+            sender=settings.mail_from,
+            template_dir=settings.template_dir,
+            lease=timedelta(seconds=settings.lease_seconds),
+            max_attempts=settings.max_attempts,
+            concurrency=settings.smtp_connections,
+        )
+        self.team = Team(
+            compliance=settings.compliance_email,
+            compliance_officer=settings.compliance_officer_email,
+        )
+        self._lock_file: IO[str] | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def migrate(self) -> None:
+        upgrade(self.settings.database_url)
+
+    def claim_single_replica(self) -> None:
+        """On SQLite, hold an exclusive lock for the daemon's life: one replica only."""
+        if not self.is_sqlite:
+            return
+        database = make_url(self.settings.database_url).database or ":memory:"
+        lock_path = Path(f"{database}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise SingleReplicaError(
+                f"another tickler daemon is running on {database}: SQLite allows one replica; "
+                "use PostgreSQL (TICKLER_DATABASE_URL=postgresql://…) to run several"
+            ) from None
+        self._lock_file = handle
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def plan(self, now: datetime) -> PlanReport:
+        def work() -> PlanReport:
+            with self.factory() as session, session.begin():
+                return replan(
+                    session,
+                    programs=self.programs,
+                    team=self.team,
+                    zone=self.settings.timezone,
+                    now=now,
+                )
+
+        report = await asyncio.to_thread(work)
+        if report.inserted or report.cancelled or report.updated:
+            log.info(
+                "action=planned inserted=%d updated=%d cancelled=%d planned=%d",
+                report.inserted,
+                report.updated,
+                report.cancelled,
+                report.planned,
+            )
+        return report
+
+    async def deliver(self, now: datetime, stop: asyncio.Event | None = None) -> DeliveryReport:
+        report = await deliver_due(
+            self.factory, self.transport, self.options, owner=self.owner, now=now, stop=stop
+        )
+        if report.sent or report.failed or report.retried or report.skipped:
+            log.info(
+                "action=delivered sent=%d retried=%d failed=%d skipped=%d",
+                report.sent,
+                report.retried,
+                report.failed,
+                report.skipped,
+            )
+        return report
+
+    async def next_due(self) -> datetime | None:
+        def work() -> datetime | None:
+            with self.factory() as session:
+                return outbox.next_due_at(session)
+
+        return await asyncio.to_thread(work)
+
+    async def next_fact_after(self, now: datetime) -> datetime | None:
+        def work() -> datetime | None:
+            with self.factory() as session:
+                return session.scalar(
+                    select(func.min(EventLog.at)).where(
+                        EventLog.at > now, EventLog.kind.in_(FACT_KINDS)
+                    )
+                )
+
+        return await asyncio.to_thread(work)
+
+    async def last_event_id(self) -> int:
+        def work() -> int:
+            with self.factory() as session:
+                return session.scalar(select(func.max(EventLog.id))) or 0
+
+        return await asyncio.to_thread(work)
+
+    async def close(self) -> None:
+        await self.transport.close()
+        self.engine.dispose()
+        self.release()

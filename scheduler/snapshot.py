@@ -1,0 +1,88 @@
+"""Load what the planners read (people, grants, facts, event versions) in one pass."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
+from scheduler.db import EventLog, EventVersion, OptionGrant, Person
+
+# Facts the planners react to; imports and other bookkeeping rows are left out.
+FACT_KINDS = (
+    "cmrt_response",
+    "election",
+    "withdrawal",
+    "fcpa_ack",
+    "termination",
+    "hire",
+    "offer_extension",
+)
+
+
+def load_facts(session: Session) -> list[Fact]:
+    rows = session.scalars(
+        select(EventLog).where(EventLog.kind.in_(FACT_KINDS)).order_by(EventLog.at, EventLog.id)
+    )
+    return [
+        Fact(
+            id=r.id,
+            kind=r.kind,
+            at=r.at,
+            program=r.program,
+            person_id=r.person_id,
+            payload=dict(r.payload or {}),
+        )
+        for r in rows
+    ]
+
+
+def load_people(session: Session) -> list[PersonView]:
+    return [
+        PersonView(
+            id=p.id,
+            kind=p.kind.value,
+            external_id=p.external_id,
+            name=p.name,
+            email=p.email,
+            country=p.country,
+            hire_date=p.hire_date,
+            termination_date=p.termination_date,
+            is_director=bool(p.is_director),
+            is_executive_officer=bool(p.is_executive_officer),
+            role=p.role.value if p.role else None,
+            manager_email=p.manager_email,
+            tier=p.tier.value if p.tier else None,
+            owner_email=p.owner_email,
+            start_date=p.start_date,
+        )
+        for p in session.scalars(select(Person).order_by(Person.id))
+    ]
+
+
+def load_snapshot(session: Session, *, team: Team | None, program: str | None = None) -> Snapshot:
+    """Return people, grants, facts and (for ``program``) event versions as stored now."""
+    grants = [
+        GrantView(
+            id=g.id,
+            person_id=g.person_id,
+            external_id=g.external_id,
+            grant_date=g.grant_date,
+            unexercised=g.unexercised,
+            price=g.price,
+        )
+        for g in session.scalars(select(OptionGrant).order_by(OptionGrant.id))
+    ]
+    versions = {}
+    if program is not None:
+        versions = {
+            v.key: (v.sequence, v.last_modified)
+            for v in session.scalars(select(EventVersion).where(EventVersion.program == program))
+        }
+    return Snapshot(
+        people=load_people(session),
+        grants=grants,
+        facts=load_facts(session),
+        team=team or Team(compliance="", compliance_officer=""),
+        versions=versions,
+    )
