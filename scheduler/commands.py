@@ -17,7 +17,14 @@ from sqlalchemy import func, select
 
 from scheduler.cli import Context, cli, fail
 from scheduler.daemon import Daemon, simulate
-from scheduler.db import Obligation, OutboxMessage, OutboxState, downgrade, upgrade
+from scheduler.db import (
+    Obligation,
+    OutboxMessage,
+    OutboxState,
+    begin_write,
+    downgrade,
+    upgrade,
+)
 from scheduler.record import RecordError, record
 from scheduler.service import Service, SingleReplicaError
 
@@ -244,7 +251,7 @@ def record_command(
     service.migrate()
     programs = {p.id: p for p in service.programs}
     try:
-        with service.factory() as session, session.begin():
+        with begin_write(service.factory) as session:
             event_id = record(
                 session,
                 kind=fact,

@@ -548,11 +548,12 @@ def _import_grants(
     now: datetime,
     progress: Callable[[int], None] | None,
 ) -> ImportReport:
-    employees = dict(
-        session.execute(
+    employees: dict[str, int] = {
+        external_id: id_
+        for external_id, id_ in session.execute(
             select(Person.external_id, Person.id).where(Person.kind == PersonKind.EMPLOYEE)
-        ).tuples()
-    )
+        )
+    }
     errors = errors + [
         RowError(
             row=line,

@@ -23,7 +23,7 @@ from config.settings import Settings
 from jobs.deliver import DeliveryOptions, DeliveryReport, deliver_due
 from jobs.planning import PlanReport, replan
 from scheduler import outbox
-from scheduler.db import EventLog, make_engine, session_factory, upgrade
+from scheduler.db import EventLog, begin_write, make_engine, session_factory, upgrade
 from scheduler.mail import MaildirTransport, SmtpTransport, Transport
 from scheduler.snapshot import FACT_KINDS
 
@@ -114,7 +114,7 @@ class Service:
 
     async def plan(self, now: datetime) -> PlanReport:
         def work() -> PlanReport:
-            with self.factory() as session, session.begin():
+            with begin_write(self.factory) as session:
                 return replan(
                     session,
                     programs=self.programs,
