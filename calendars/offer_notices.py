@@ -221,11 +221,20 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                     sequence=seq,
                 )
         if election is None:
+            # After a withdrawal the reminders are owed again: new identities, since the ones
+            # cancelled by the election stay cancelled.
+            # The withdrawal receipt already says when the cutoff is, so only the reminders
+            # falling after the withdrawal are owed.
+            withdrawals = [f for f in choices if f.person_id == pid and f.kind == WITHDRAWAL]
+            epoch = f"/w{withdrawals[-1].id}" if withdrawals else ""
+            since = withdrawals[-1].at if withdrawals else None
             for text, at in ox.reminder_instants(program):
+                if since is not None and utc(at) <= since:
+                    continue
                 notice(
                     h,
                     "cutoff_reminder",
-                    f"cutoff-reminder/{text}/{cutoff.isoformat()}",
+                    f"cutoff-reminder/{text}/{cutoff.isoformat()}{epoch}",
                     utc(at),
                     cutoff,
                     before=text,

@@ -42,7 +42,7 @@ def digest_context(
     overdue = [
         o
         for o in obligations
-        if o.state in ("overdue", "escalated", "pending", "not_elected")
+        if o.state in ("overdue", "escalated", "pending")
         and o.due_at is not None
         and o.due_at < now
         and o.due_at >= now - timedelta(days=365)

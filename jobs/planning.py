@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from calendars.plan import expand_program
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
 from scheduler.db import EventVersion, Obligation, ObligationKind, dialect_name
 from scheduler.outbox import PlannedMessage, cancel_pending, enqueue
-from scheduler.snapshot import load_snapshot
+from scheduler.snapshot import load_snapshot, load_versions
 
 # Notices that had already expired this long before they were first planned are history
 # (a program file describing a past campaign), not a backlog: they are not queued at all.
@@ -143,16 +143,22 @@ def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:
 
 
 def replan(
-    session: Session, *, programs: Sequence[Program], team: Team, zone: str, now: datetime
+    session: Session,
+    *,
+    programs: Sequence[Program],
+    team: Team,
+    zone: str,
+    now: datetime,
 ) -> PlanReport:
-    """Plan every program at ``now`` and reconcile the outbox and the obligations."""
+    """Plan ``programs`` (and the weekly digest) at ``now``; reconcile their outbox rows and
+    obligations. The other programs' rows are left as they are."""
     notices: list[Notice] = digest_notices(team, zone, now)
     obligations = []
+    base = load_snapshot(session, team=team)
     for program in programs:
-        snapshot = load_snapshot(session, team=team, program=program.id)
-        current = effective(program, snapshot)
+        current = effective(program, base)
         update_versions(session, program.id, expand_program(current, now=now), now)
-        snapshot = load_snapshot(session, team=team, program=program.id)
+        snapshot = replace(base, versions=load_versions(session, program.id))
         plan = planner(program)(program, snapshot, now)
         notices.extend(plan.notices)
         obligations.extend(plan.obligations)

@@ -194,6 +194,9 @@ def main() -> None:
 def _register() -> None:
     # The command modules import this one for `cli`; importing them here adds their commands.
     from scheduler import commands  # noqa: F401
+    from scheduler.cli_import import import_command
+
+    cli.add_command(import_command)
 
 
 _register()

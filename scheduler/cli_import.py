@@ -81,6 +81,8 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
                     report = _import_one(session, job_kind, path, obj=obj, actor=actor)
                 except ImportErrors as exc:
                     fail(*(f"{path}:{e}" for e in exc.errors))
+                except OSError as exc:  # unreadable: a directory, no permission
+                    fail(f"{path}: {exc.strerror or exc}")
                 _print_report(report)
             if kind == "demo":
                 scenario = demo_dir() / DEMO_SCENARIO

@@ -675,11 +675,13 @@ class ScenarioRow(Row):
 class ScenarioReport:
     recorded: dict[str, int]  # per event kind
     skipped: int  # already in the event log
+    later: int = 0  # dated after ``now``: left for a later run
 
     def __str__(self) -> str:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.recorded.items()))
         total = sum(self.recorded.values())
-        return f"events: {total} recorded ({kinds or 'none'}), {self.skipped} already recorded"
+        text = f"events: {total} recorded ({kinds or 'none'}), {self.skipped} already recorded"
+        return text + (f", {self.later} dated after now left for later" if self.later else "")
 
 
 def load_scenario(
@@ -696,16 +698,22 @@ def load_scenario(
     call does (no election after the cutoff, no withdrawal without an election). A row whose
     event (kind, program, person, at) is already in the event log is skipped, which makes
     loading the same file twice a no-op. All or nothing: any bad row raises ``ImportErrors``.
+
+    Rows dated after ``now`` are left out (and counted): with ``tickler --now 2017-02-01…`` the
+    demo shows the world as it stood that day, and a later run records the rest.
     """
     rows, errors = parse_rows(read_table(path.read_bytes(), columns(ScenarioRow)), ScenarioRow)
     if errors:
         raise ImportErrors(errors)
     rows.sort(key=lambda item: (item[1].at, item[0]))  # facts are checked against earlier ones
     recorded: dict[str, int] = {}
-    skipped = 0
+    skipped = later = 0
     begin_immediate(session)
     try:
         for line, row in rows:
+            if row.at > now:
+                later += 1
+                continue
             try:
                 person_id = find_person(session, row.person).id if row.person else None
                 if _recorded(session, row, person_id):
@@ -733,7 +741,7 @@ def load_scenario(
     except BaseException:
         session.rollback()
         raise
-    return ScenarioReport(recorded=recorded, skipped=skipped)
+    return ScenarioReport(recorded=recorded, skipped=skipped, later=later)
 
 
 def _recorded(session: Session, row: ScenarioRow, person_id: int | None) -> bool:

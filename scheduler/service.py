@@ -112,12 +112,15 @@ class Service:
             self._lock_file.close()
             self._lock_file = None
 
-    async def plan(self, now: datetime) -> PlanReport:
+    async def plan(self, now: datetime, only: set[str] | None = None) -> PlanReport:
+        """Replan every program, or just those in ``only`` (the digest always)."""
+        programs = [p for p in self.programs if only is None or p.id in only]
+
         def work() -> PlanReport:
             with begin_write(self.factory) as session:
                 return replan(
                     session,
-                    programs=self.programs,
+                    programs=programs,
                     team=self.team,
                     zone=self.settings.timezone,
                     now=now,
@@ -163,6 +166,21 @@ class Service:
                         EventLog.at > now, EventLog.kind.in_(FACT_KINDS)
                     )
                 )
+
+        return await asyncio.to_thread(work)
+
+    async def touched_programs(self, after: datetime, until: datetime) -> set[str | None]:
+        """Return the programs of the facts dated in (after, until]; None stands for a fact
+        about a person (a termination, a hire) that may concern every program."""
+
+        def work() -> set[str | None]:
+            with self.factory() as session:
+                rows = session.scalars(
+                    select(EventLog.program)
+                    .where(EventLog.at > after, EventLog.at <= until, EventLog.kind.in_(FACT_KINDS))
+                    .distinct()
+                )
+                return set(rows)
 
         return await asyncio.to_thread(work)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,27 +39,29 @@ def load_facts(session: Session) -> list[Fact]:
     ]
 
 
+def person_view(p: Person) -> PersonView:
+    """Return the planners' view of a stored person."""
+    return PersonView(
+        id=p.id,
+        kind=p.kind.value,
+        external_id=p.external_id,
+        name=p.name,
+        email=p.email,
+        country=p.country,
+        hire_date=p.hire_date,
+        termination_date=p.termination_date,
+        is_director=bool(p.is_director),
+        is_executive_officer=bool(p.is_executive_officer),
+        role=p.role.value if p.role else None,
+        manager_email=p.manager_email,
+        tier=p.tier.value if p.tier else None,
+        owner_email=p.owner_email,
+        start_date=p.start_date,
+    )
+
+
 def load_people(session: Session) -> list[PersonView]:
-    return [
-        PersonView(
-            id=p.id,
-            kind=p.kind.value,
-            external_id=p.external_id,
-            name=p.name,
-            email=p.email,
-            country=p.country,
-            hire_date=p.hire_date,
-            termination_date=p.termination_date,
-            is_director=bool(p.is_director),
-            is_executive_officer=bool(p.is_executive_officer),
-            role=p.role.value if p.role else None,
-            manager_email=p.manager_email,
-            tier=p.tier.value if p.tier else None,
-            owner_email=p.owner_email,
-            start_date=p.start_date,
-        )
-        for p in session.scalars(select(Person).order_by(Person.id))
-    ]
+    return [person_view(p) for p in session.scalars(select(Person).order_by(Person.id))]
 
 
 def load_snapshot(session: Session, *, team: Team | None, program: str | None = None) -> Snapshot:
@@ -73,12 +77,7 @@ def load_snapshot(session: Session, *, team: Team | None, program: str | None = 
         )
         for g in session.scalars(select(OptionGrant).order_by(OptionGrant.id))
     ]
-    versions = {}
-    if program is not None:
-        versions = {
-            v.key: (v.sequence, v.last_modified)
-            for v in session.scalars(select(EventVersion).where(EventVersion.program == program))
-        }
+    versions = load_versions(session, program) if program is not None else {}
     return Snapshot(
         people=load_people(session),
         grants=grants,
@@ -86,3 +85,11 @@ def load_snapshot(session: Session, *, team: Team | None, program: str | None = 
         team=team or Team(compliance="", compliance_officer=""),
         versions=versions,
     )
+
+
+def load_versions(session: Session, program: str) -> dict[str, tuple[int, datetime]]:
+    """Return the SEQUENCE and last change of each of ``program``'s events."""
+    return {
+        v.key: (v.sequence, v.last_modified)
+        for v in session.scalars(select(EventVersion).where(EventVersion.program == program))
+    }

@@ -242,7 +242,7 @@ def cmrt_events(rng: random.Random, supplier_rows: Sequence[Sequence[str]]) -> l
     responders = [s for s in ids if s not in silent]
     incomplete = rng.sample(responders, INCOMPLETE)
     corrected = set(incomplete[:CORRECTED])
-    events = []
+    events: list[list[str]] = []
     for sid in responders:
         send, due = WAVES[tiers[sid]]
         # Three in four answer by the due date; the rest within four weeks after it.
