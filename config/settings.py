@@ -1,21 +1,101 @@
 """Settings: environment variables (``TICKLER_…``), a ``.env`` file and a secrets directory.
 
 Built once at start (``Settings()``) and passed down; nothing else reads the environment.
+Any setting can also be read from a file named by ``TICKLER_<NAME>_FILE`` (the container
+convention for secrets, e.g. ``TICKLER_SMTP_PASSWORD_FILE=/run/secrets/smtp_password``).
+Precedence, highest first: ``TICKLER_<NAME>_FILE``, ``TICKLER_<NAME>``, ``.env``, the secrets
+directory (files named with the prefix: ``tickler_smtp_password``), the default.
+
 Every field has a default that works on a laptop: an SQLite file and a Maildir under ``./var``,
 the shipped demo programs, HTTP on loopback.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
+API_SECRET_MIN = 16
+_TOKEN_NAME = re.compile(r"([a-z0-9][a-z0-9_.-]{0,63}):(.+)", re.DOTALL)
+# What ``tickler record`` and the JSON API record; API scopes are lists of these.
+RecordKind = Literal[
+    "response", "election", "withdrawal", "acknowledgment", "termination", "hire", "extension"
+]
+
+
+def api_token_parts(value: str) -> tuple[str, str]:
+    """Split an API token setting ``NAME:SECRET`` into its name and secret.
+
+    A value without a name is a bare secret, named after a prefix of its hash so that the
+    audit trail still tells tokens apart without revealing them.
+    """
+    match = _TOKEN_NAME.fullmatch(value)
+    if match:
+        return match.group(1), match.group(2)
+    return f"token-{hashlib.sha256(value.encode()).hexdigest()[:8]}", value
+
+
+class SettingFileError(SettingsError):
+    """A ``TICKLER_<NAME>_FILE`` variable names a file that cannot be read."""
+
+
+class FileEnvSettingsSource(EnvSettingsSource):
+    """Read ``TICKLER_<NAME>`` from the file that ``TICKLER_<NAME>_FILE`` names.
+
+    The file wins over ``TICKLER_<NAME>``, so that a mounted secret overrides an image's ENV
+    default without unsetting it. Only the process environment is read (not ``.env``).
+    Trailing newlines are dropped, as a shell's ``$(cat file)`` would; other whitespace is kept.
+    The text is parsed as the variable's would be: JSON for lists and dicts
+    (``TICKLER_API_TOKENS_FILE``). A file that cannot be read stops the start with an error
+    naming the variable and the path, rather than falling back to a default silently.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        field_key, complex_ = field_name, False
+        for field_key, env_name, complex_ in self._extract_field_info(field, field_name):
+            file_var = f"{env_name}_file" if not self.case_sensitive else f"{env_name}_FILE"
+            path = self.env_vars.get(file_var)
+            if path is None:
+                continue
+            variable = file_var.upper()
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise SettingFileError(f"{variable}={path}: cannot read it: {reason}") from None
+            return text.rstrip("\r\n"), field_key, complex_
+        return None, field_key, complex_
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        if value is None:  # no _FILE variable: leave the field to the next source
+            return None
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            return super().__call__()
+        except SettingsError as exc:
+            # pydantic-settings wraps it as "error getting value for field …": say which file.
+            if isinstance(exc.__cause__, SettingFileError):
+                raise exc.__cause__ from None
+            raise
 
 
 class Settings(BaseSettings):
@@ -53,7 +133,26 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = Field(default="http://127.0.0.1:8080", description="Base of feed URLs")
-    api_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens")
+    api_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="JSON API bearer tokens, each NAME:SECRET (the name goes in the audit trail)",
+    )
+    api_scopes: dict[str, list[RecordKind]] = Field(
+        default_factory=dict,
+        description='What each named API token may record, e.g. {"hr": ["hire", "termination"]}; '
+        "a token not listed may record every kind",
+    )
+    public_feeds: list[str] = Field(
+        default_factory=list,
+        description="Feeds served without a token at /feeds/public/NAME.ics, "
+        'e.g. ["program:fcpa:representatives"]',
+    )
+    feed_cache_size: int = Field(default=1024, ge=1, description="Rendered feeds kept in memory")
+    feed_check_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds between checks for changes feeds depend on; 0: every request",
+    )
 
     compliance_email: str = Field(
         default="compliance@example.com", description="The compliance team's address"
@@ -66,6 +165,50 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=300.0, gt=0, description="Claim lease of a send")
     max_attempts: int = Field(default=8, ge=1, description="Temporary failures before giving up")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line; text: for a terminal"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Put ``TICKLER_<NAME>_FILE`` just above the environment variables."""
+        return (
+            init_settings,
+            FileEnvSettingsSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _strong_tokens(cls, values: list[SecretStr]) -> list[SecretStr]:
+        names: set[str] = set()
+        for n, value in enumerate(values, start=1):
+            name, secret = api_token_parts(value.get_secret_value())
+            if len(secret) < API_SECRET_MIN:
+                raise ValueError(
+                    f"API token {n} ({name}): the secret needs at least {API_SECRET_MIN} characters"
+                )
+            if name in names:
+                raise ValueError(f"API token name {name!r} is used twice")
+            names.add(name)
+        return values
+
+    @field_validator("public_feeds")
+    @classmethod
+    def _feed_names(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.startswith(("program:", "person:")):
+                raise ValueError(f"feed {value!r}: a feed name starts with program: or person:")
+        return values
 
     @field_validator("timezone")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
@@ -74,6 +75,8 @@ def cli(ctx: click.Context, now_text: str | None) -> None:
                 for e in exc.errors()
             )
         )
+    except SettingsError as exc:  # a TICKLER_*_FILE that cannot be read, a list that is not JSON
+        fail(f"settings: {exc}")
     ctx.obj = Context(settings, _instant(now_text))
 
 
@@ -193,7 +196,7 @@ def main() -> None:
 
 def _register() -> None:
     # The command modules import this one for `cli`; importing them here adds their commands.
-    from scheduler import commands  # noqa: F401
+    from scheduler import cli_feeds, commands  # noqa: F401
     from scheduler.cli_import import import_command
 
     cli.add_command(import_command)

@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from scheduler import http
 from scheduler.cli import Context, cli, fail
-from scheduler.daemon import Daemon, simulate
+from scheduler.daemon import Daemon, clock_from, simulate, utc_now
 from scheduler.db import (
     Obligation,
     OutboxMessage,
@@ -41,21 +42,40 @@ def _configure_logging(level: str) -> None:
 @click.option("--sweep", type=float, default=None, help="Seconds between safety-net sweeps.")
 @click.pass_obj
 def run(obj: Context, sweep: float | None) -> None:
-    """Run the daemon: plan, send what is due, react to recorded events. SIGTERM stops it."""
+    """Run the daemon and its HTTP server (feeds, API, health). SIGTERM stops both."""
     _configure_logging(obj.settings.log_level)
     service = _service(obj)
-    daemon = Daemon(service, sweep=sweep or obj.settings.sweep_seconds)
+    # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
+    pretend = click.get_current_context().find_root().params.get("now_text") is not None
+    clock = clock_from(obj.now) if pretend else utc_now
+    daemon = Daemon(service, clock=clock, sweep=sweep or obj.settings.sweep_seconds)
+
+    settings = obj.settings
+    try:
+        sock = http.listen(settings.http_host, settings.http_port)
+    except OSError as exc:
+        fail(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
-        await daemon.run()
+        # The HTTP server shares the loop; the daemon's stop event (SIGTERM) stops both.
+        serving = asyncio.create_task(
+            http.serve(http.create_app(service, daemon), sock, daemon.stop)
+        )
+        try:
+            await daemon.run()
+        finally:
+            daemon.stop.set()
+            await serving
 
     try:
         asyncio.run(main())
     except SingleReplicaError as exc:
         fail(str(exc))
+    finally:
+        sock.close()
 
 
 def _instant_option(value: str) -> datetime:

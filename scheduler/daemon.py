@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,10 +22,22 @@ from scheduler.service import Service
 
 log = logging.getLogger("tickler")
 Clock = Callable[[], datetime]
+# The simulator replans every program at least this often.
+FULL_REPLAN = timedelta(days=30)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def clock_from(start: datetime) -> Clock:
+    """Return a clock that reads ``start`` now and then advances in real time (``--now``)."""
+    origin = time.monotonic()
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - origin)
+
+    return clock
 
 
 class Daemon:
@@ -67,9 +80,10 @@ class Daemon:
             await self.stop.wait()
         finally:
             self.running = False
-            scheduler.shutdown(wait=False)
-            async with self._lock:  # the tick in flight finishes its sends
-                pass
+            # The tick in flight finishes its sends first: APScheduler's asyncio executor
+            # cancels the jobs still running when it shuts down (mid-send, leaving claims).
+            async with self._lock:
+                scheduler.shutdown(wait=False)
             await self.service.close()
             log.info("action=stopped owner=%s", self.service.owner)
 
@@ -84,6 +98,8 @@ class Daemon:
         if self.stop.is_set():
             return None
         async with self._lock:
+            if self.stop.is_set():  # stopped while waiting for the tick in flight
+                return None
             now = self.clock()
             if replan:
                 await self.service.plan(now)
@@ -91,10 +107,12 @@ class Daemon:
             self.ticks += 1
             wake = await self.service.next_due()
             if wake is not None and self._scheduler is not None and not self.stop.is_set():
+                # APScheduler runs on the real clock, ``self.clock`` may not (``--now``, a
+                # test's fake clock): wake after the same delay, not at the same reading.
                 # Never in the past: APScheduler would run it at once, which is what we want.
-                run_at = max(wake, self.clock() + timedelta(milliseconds=10))
+                delay = max(wake - self.clock(), timedelta(milliseconds=10))
                 self._scheduler.add_job(
-                    self.tick, "date", run_date=run_at, id="wake", replace_existing=True
+                    self.tick, "date", run_date=utc_now() + delay, id="wake", replace_existing=True
                 )
             return report
 
@@ -116,9 +134,24 @@ async def simulate(service: Service, *, start: datetime, end: datetime) -> Simul
     await asyncio.to_thread(service.migrate)
     report = SimulationReport(start=start, end=end)
     now = start
+    planned_at: datetime | None = None
+    full_at = start
     try:
         while now <= end:
-            await service.plan(now)
+            # Replan every program once a simulated month (horizons, states) and whenever a
+            # fact dated before the clock concerns no single program; otherwise only the
+            # programs whose facts the clock has just reached (and the weekly digest, always
+            # planned a week ahead so that the clock stops on every Monday): the same plan,
+            # far fewer queries.
+            touched = (
+                set() if planned_at is None else await service.touched_programs(planned_at, now)
+            )
+            if planned_at is None or now - full_at >= FULL_REPLAN or None in touched:
+                await service.plan(now)
+                full_at = now
+            else:
+                await service.plan(now, only={p for p in touched if p is not None})
+            planned_at = now
             report.delivery.add(await service.deliver(now))
             report.steps += 1
             candidates = [

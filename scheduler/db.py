@@ -448,14 +448,25 @@ def _alembic_config(connection: Connection) -> Any:
     return config
 
 
+# pg_advisory_xact_lock key held while migrating ("tick" in ASCII).
+MIGRATION_LOCK = 0x7469636B
+
+
 @contextmanager
 def _migration_connection(url: str | URL) -> Iterator[Connection]:
     engine = make_engine(url)
     try:
         # One transaction for the whole run: on PostgreSQL and (with the begin hook) on SQLite
-        # DDL is transactional, so a failed migration leaves the schema as it was.
-        with engine.begin() as connection:
-            yield connection
+        # DDL is transactional, so a failed migration leaves the schema as it was. Migrations
+        # are serialized: replicas starting together on an empty database would otherwise all
+        # run the first migration and all but one fail ("duplicate key value violates unique
+        # constraint pg_type_typname_nsp_index"). The next one in finds the schema at head.
+        with engine.connect() as plain:
+            connection = plain.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                yield connection
     finally:
         engine.dispose()
 

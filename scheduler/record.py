@@ -24,6 +24,9 @@ from scheduler.snapshot import load_facts, load_snapshot
 
 # A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
 CLOCK_SKEW = timedelta(minutes=5)
+# Dates outside this range are typing errors, and would overflow the date arithmetic of rules
+# (a grant date six months after a cutoff in 9999).
+EARLIEST, LATEST = date(1900, 1, 1), date(2200, 12, 31)
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 
 
@@ -69,6 +72,7 @@ def record(
         raise RecordError(422, f"kind {kind!r} is not one of {', '.join(KINDS)}")
     if at.tzinfo is None:
         raise RecordError(422, "the time of the event needs a UTC offset")
+    _plausible(at.date(), "the event's date")
     if at > now + CLOCK_SKEW:
         raise RecordError(422, f"the event is dated {at.isoformat()}, in the future")
     target = programs.get(program) if program else None
@@ -78,6 +82,11 @@ def record(
     who: Person | None = None
     if kind == "hire":
         who = _hire(session, data, now)
+    elif kind == "offer_extension":
+        # An extension concerns the whole offer, not one person.
+        if person is not None:
+            raise RecordError(422, "an offer_extension names no person")
+        _extension(session, target, data)
     else:
         if person is None:
             raise RecordError(422, f"a {kind} names a person (KIND:ID)")
@@ -145,25 +154,28 @@ def _check(
                 422, f"policy version {version!r} is not the current one ({policy.policy_version})"
             )
         data["policy_version"] = version
-    elif kind == "offer_extension":
-        offer = _need(target, OptionExchange, kind)
-        try:
-            cutoff = datetime.fromisoformat(str(data.get("cutoff")))
-        except ValueError:
-            raise RecordError(
-                422, "payload.cutoff must be a local date-time, e.g. 2003-02-03T21:00:00"
-            ) from None
-        if cutoff.tzinfo is not None:
-            raise RecordError(422, "payload.cutoff is local time in the program's zone: no offset")
-        current = offer_notices.with_recorded_extensions(offer, load_facts(session))
-        if cutoff <= current.expiration:
-            raise RecordError(
-                409, f"the new cutoff {cutoff} is not after the current one {current.expiration}"
-            )
-        data["cutoff"] = cutoff.isoformat()
     elif kind == "termination":
         day = _date(data, "date")
         data["date"] = day.isoformat()
+
+
+def _extension(session: Session, target: Program | None, data: dict[str, Any]) -> None:
+    offer = _need(target, OptionExchange, "offer_extension")
+    try:
+        cutoff = datetime.fromisoformat(str(data.get("cutoff")))
+    except ValueError:
+        raise RecordError(
+            422, "payload.cutoff must be a local date-time, e.g. 2003-02-03T21:00:00"
+        ) from None
+    if cutoff.tzinfo is not None:
+        raise RecordError(422, "payload.cutoff is local time in the program's zone: no offset")
+    _plausible(cutoff.date(), "payload.cutoff")
+    current = offer_notices.with_recorded_extensions(offer, load_facts(session))
+    if cutoff <= current.expiration:
+        raise RecordError(
+            409, f"the new cutoff {cutoff} is not after the current one {current.expiration}"
+        )
+    data["cutoff"] = cutoff.isoformat()
 
 
 def _need(target: Program | None, cls: type[Any], kind: str) -> Any:
@@ -179,9 +191,17 @@ def _person_kind(who: Person, kind: str, expected: PersonKind) -> None:
 
 def _date(data: Mapping[str, Any], name: str) -> date:
     try:
-        return date.fromisoformat(str(data[name]))
+        day = date.fromisoformat(str(data[name]))
     except (KeyError, ValueError):
         raise RecordError(422, f"payload.{name} must be a date (YYYY-MM-DD)") from None
+    return _plausible(day, f"payload.{name}")
+
+
+def _plausible(day: date, what: str) -> date:
+    """Refuse dates no compliance record has: the rules would compute past the calendar's end."""
+    if not EARLIEST <= day <= LATEST:
+        raise RecordError(422, f"{what} {day} is not between {EARLIEST} and {LATEST}")
+    return day
 
 
 def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:

@@ -1,4 +1,5 @@
-"""The mail transports against a real aiosmtpd server running in a thread of this process."""
+"""The mail transports against a real aiosmtpd server running in a thread of this process
+(``tests.smtp_sink``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from scheduler.mail import (
@@ -32,6 +32,7 @@ from scheduler.mail import (
     SmtpTransport,
     build_mime,
 )
+from tests.smtp_sink import LOCAL_HOSTNAME, Server, sinks
 
 DATE = datetime(2027, 5, 31, 13, 0, tzinfo=UTC)
 INJECTION = "\r\nBcc: evil@example.com"
@@ -41,7 +42,6 @@ CALENDAR = (
     "DTSTART;VALUE=DATE:20270601\r\nSEQUENCE:0\r\nSUMMARY:Form SD fällig\r\n"
     "END:VEVENT\r\nEND:VCALENDAR\r\n"
 ).encode()
-LOCAL_HOSTNAME = "tickler.test"  # skips aiosmtplib's getfqdn() lookup on every connection
 
 
 def message(n: int = 0, **changes: Any) -> OutgoingMessage:
@@ -69,149 +69,7 @@ def parts(msg: EmailMessage) -> dict[str, EmailMessage]:
     return {part.get_content_type(): part for part in msg.walk() if not part.is_multipart()}
 
 
-# The server ---------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    over_tls: bool
-
-
-@dataclass
-class Recorder:
-    """aiosmtpd handler: keeps what arrives and answers as the test tells it to.
-
-    Its hooks run on the server's thread; tests read it after their sends returned.
-    """
-
-    rcpt_replies: dict[str, str] = field(default_factory=dict)
-    data_reply: str | None = None
-    next_mail_reply: str | None = None  # answered to the next MAIL FROM only
-    hang_up_in_data: bool = False
-    received: list[Received] = field(default_factory=list)
-    open_sessions: set[SMTP] = field(default_factory=set)
-    connections: int = 0
-    max_open: int = 0
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
-        # Counted at EHLO, not at accept: aiosmtpd's own readiness probe never says EHLO,
-        # and a set absorbs the second EHLO after STARTTLS.
-        if server not in self.open_sessions:
-            self.open_sessions.add(server)
-            self.connections += 1
-            self.max_open = max(self.max_open, len(self.open_sessions))
-        return responses
-
-    def connection_closed(self, server: SMTP) -> None:
-        self.open_sessions.discard(server)
-
-    async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        reply, self.next_mail_reply = self.next_mail_reply, None
-        if reply is not None:
-            return reply
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        reply = self.rcpt_replies.get(address)
-        if reply is not None:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.data_reply is not None:
-            return self.data_reply
-        assert envelope.mail_from is not None
-        assert envelope.original_content is not None
-        self.received.append(
-            Received(
-                mail_from=envelope.mail_from,
-                rcpt_tos=list(envelope.rcpt_tos),
-                content=envelope.original_content,
-                over_tls=session.ssl is not None,
-            )
-        )
-        if self.hang_up_in_data:
-            # The message is in, but the 250 never leaves: the ambiguous window.
-            assert server.transport is not None
-            server.transport.close()
-            await asyncio.sleep(10)  # cancelled by aiosmtpd when the connection is lost
-        return "250 2.0.0 Ok: queued"
-
-
-class _RecordingSMTP(SMTP):
-    def connection_lost(self, error: Exception | None) -> None:
-        self.event_handler.connection_closed(self)
-        super().connection_lost(error)
-
-
-class _Controller(Controller):
-    """aiosmtpd's threaded controller on a port the OS picks, with connection counting."""
-
-    def __init__(self, recorder: Recorder, **smtp_options: Any) -> None:
-        super().__init__(
-            recorder, hostname="127.0.0.1", port=0, server_hostname="mx.test", **smtp_options
-        )
-
-    def factory(self) -> SMTP:
-        return _RecordingSMTP(self.handler, **self.SMTP_kwargs)
-
-    def _trigger_server(self) -> None:
-        # aiosmtpd probes self.port to see that the server is up: with port=0 that must be
-        # the port the OS actually bound, known only once the server exists.
-        assert isinstance(self.server, asyncio.Server)
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
-
-
-@dataclass
-class Server:
-    controller: _Controller
-    recorder: Recorder
-
-    @property
-    def port(self) -> int:
-        port = self.controller.port
-        assert isinstance(port, int)
-        return port
-
-    def transport(self, **options: Any) -> SmtpTransport:
-        options.setdefault("security", "none")
-        return SmtpTransport(
-            host="127.0.0.1", port=self.port, local_hostname=LOCAL_HOSTNAME, **options
-        )
-
-    def drop_connections(self) -> None:
-        """Close every connection from the server's side, and wait until that is done.
-
-        This blocks the caller's event loop on purpose: the client has no chance to see
-        the hang-up before it uses the connection again.
-        """
-
-        async def close_all() -> None:
-            for smtp in list(self.recorder.open_sessions):
-                assert smtp.transport is not None
-                smtp.transport.close()
-            await asyncio.sleep(0.05)
-
-        asyncio.run_coroutine_threadsafe(close_all(), self.controller.loop).result(timeout=5)
+# The server (tests.smtp_sink) -------------------------------------------------------
 
 
 StartServer = Callable[..., Server]
@@ -220,18 +78,8 @@ StartServer = Callable[..., Server]
 @pytest.fixture
 def start_server() -> Iterator[StartServer]:
     """Return a function that starts an aiosmtpd server with the given SMTP options."""
-    controllers: list[_Controller] = []
-
-    def start(**smtp_options: Any) -> Server:
-        recorder = Recorder()
-        controller = _Controller(recorder, **smtp_options)
-        controller.start()
-        controllers.append(controller)
-        return Server(controller=controller, recorder=recorder)
-
-    yield start
-    for controller in controllers:
-        controller.stop()
+    with sinks() as started:
+        yield started.start
 
 
 @pytest.fixture

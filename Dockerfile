@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# Tickler's production image: `docker build -t tickler .`, then see docs/deploy.md.
+#
+# Two stages on the same base, so that the venv's interpreter symlinks stay valid: the builder
+# makes a wheel of the project and installs it with its dependencies into /opt/venv; the
+# runtime stage copies only that venv (no compiler, no pip cache, no source tree, no tests).
+# No secret is baked in: configuration comes from TICKLER_* variables, TICKLER_*_FILE files
+# and /run/secrets at run time.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY config ./config
+COPY calendars ./calendars
+COPY jobs ./jobs
+COPY scheduler ./scheduler
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install /wheels/tickler-*.whl \
+    && /opt/venv/bin/tickler --version \
+    && /opt/venv/bin/tickler check
+
+FROM ${PYTHON_IMAGE} AS runtime
+# A fixed uid/gid, so that volumes and secret files can be given to it from the host.
+RUN groupadd --system --gid 10001 tickler \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/tickler --no-create-home \
+        --shell /usr/sbin/nologin tickler \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/tickler
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TICKLER_DATABASE_URL=sqlite:////var/lib/tickler/tickler.sqlite \
+    TICKLER_MAILDIR=/var/lib/tickler/maildir \
+    TICKLER_HTTP_HOST=0.0.0.0 \
+    TICKLER_HTTP_PORT=8080
+# The SQLite file, its lock file and the Maildir live here; a new named volume starts out
+# owned by tickler because the directory is created (and chowned) before VOLUME.
+WORKDIR /var/lib/tickler
+VOLUME ["/var/lib/tickler"]
+USER 10001:10001
+EXPOSE 8080
+# `tickler run` stops on SIGTERM: it finishes the sends in flight, closes the HTTP server and
+# exits 0. It installs its own handler, so it stops even as PID 1.
+STOPSIGNAL SIGTERM
+# slim has no curl; the venv's python asks /healthz on the port the server listens on.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TICKLER_HTTP_PORT', '8080'), timeout=3)"]
+# Exec form: tickler is PID 1 and receives SIGTERM itself (no shell in between).
+CMD ["tickler", "run"]

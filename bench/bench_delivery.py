@@ -1,0 +1,246 @@
+"""Delivery throughput: the daemon's path against a bare aiosmtplib loop, same server, same mail.
+
+    .venv/bin/python -m bench.bench_delivery [--messages 20000] [--connections 4]
+
+(a) baseline: ``--connections`` plain ``aiosmtplib.SMTP`` clients take turns at one list of
+    pre-built messages (built beforehand exactly as the daemon builds them) and send them.
+(b) the daemon's path: as many due rows in a fresh SQLite database, put there by
+    ``scheduler.outbox.enqueue``, delivered by ``Service.deliver`` over
+    ``SmtpTransport(connections=...)``: claim, render, build the MIME, send, commit ``sent``.
+
+The SMTP server is ``tests.smtp_sink`` in a separate process. In a thread of this process it
+would compete for this process's GIL with the code being measured, and a real relay is
+another machine anyway; on a 2-core machine, a process of its own is the closest to that.
+
+Prints both throughputs and their ratio (target: the daemon at 0.8 of the baseline or better).
+Exits 1 on errors (a send that failed, a message the server did not get once), never on a
+missed target: a benchmark measures, it does not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+from config.settings import Settings
+from jobs.deliver import DeliveryOptions, compose
+from scheduler.db import begin_write, make_engine, session_factory, upgrade
+from scheduler.mime import build_mime, envelope_recipients, envelope_sender
+from scheduler.outbox import ClaimedMessage, PlannedMessage, counts, enqueue
+from scheduler.service import Service
+
+TARGET = 0.8
+NOW = datetime(2017, 1, 9, 17, 0, tzinfo=UTC)
+SENDER = "Tickler Compliance <compliance@example.com>"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def planned(count: int, tag: str) -> list[PlannedMessage]:
+    """Return ``count`` CMRT requests due at NOW, Message-IDs ``TAG.N@tickler``."""
+    return [
+        PlannedMessage(
+            identity=f"bench/{tag}/supplier:S{n:06d}/request/wave-1",
+            message_id=f"{tag}.{n:06d}@tickler",
+            program="bench",
+            occurrence="2016",
+            person_id=None,
+            recipient=f"s{n:06d}@example.com",
+            job="cmrt_request",
+            step="request/wave-1",
+            template="cmrt_request",
+            context={
+                "program_name": "Conflict minerals RY2016 (Form SD)",
+                "reporting_year": 2016,
+                "form_sd_due": "2017-05-31",
+                "name": f"Supplier S{n:06d}",
+                "wave": "wave-1",
+                "response_due": "2017-02-10",
+            },
+            due_at=NOW,
+            expires_at=NOW + timedelta(days=140),
+        )
+        for n in range(count)
+    ]
+
+
+def prebuilt(messages: Sequence[PlannedMessage]) -> list[tuple[EmailMessage, str, list[str]]]:
+    """Return each message as the daemon would send it: MIME, envelope sender, recipients."""
+    options = DeliveryOptions(sender=SENDER)
+    out = []
+    for n, m in enumerate(messages):
+        claimed = ClaimedMessage(
+            id=n,
+            identity=m.identity,
+            message_id=m.message_id,
+            program=m.program,
+            occurrence=m.occurrence,
+            person_id=m.person_id,
+            recipient=m.recipient,
+            job=m.job,
+            step=m.step,
+            template=m.template,
+            context=m.context,
+            due_at=m.due_at,
+            expires_at=m.expires_at,
+            attempts=1,
+            lease_owner="bench",
+            lease_until=NOW,
+        )
+        email = compose(claimed, dict(m.context), options)
+        out.append(
+            (build_mime(email, date=NOW), envelope_sender(email), envelope_recipients(email))
+        )
+    return out
+
+
+@contextmanager
+def sink(folder: Path) -> Iterator[tuple[int, Path]]:
+    """Run ``python -m tests.smtp_sink`` in its own process; yield its port and its log."""
+    log, out = folder / "sink.log", folder / "sink.out"
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    with out.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.smtp_sink", "--port", "0", "--log", str(log)],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not out.read_text().strip().isdigit():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the SMTP sink did not start: {out.read_text()}")
+            time.sleep(0.05)
+        yield int(out.read_text().strip()), log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def baseline(
+    port: int, messages: list[tuple[EmailMessage, str, list[str]]], connections: int
+) -> tuple[float, int]:
+    """Send every message over ``connections`` plain clients; return (seconds, errors)."""
+    queue = iter(messages)
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+        await client.connect()
+        for mime, sender, recipients in queue:  # one shared iterator: whoever is free takes
+            try:
+                refused, _ = await client.send_message(mime, sender=sender, recipients=recipients)
+            except aiosmtplib.SMTPException as exc:
+                print(f"baseline: {exc}", file=sys.stderr)
+                errors += 1
+                continue
+            errors += len(refused)
+        await client.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return time.perf_counter() - start, errors
+
+
+async def daemon_path(
+    port: int, folder: Path, messages: list[PlannedMessage], connections: int
+) -> tuple[float, int]:
+    """Enqueue ``messages`` in a fresh SQLite file and deliver them; return (seconds, errors)."""
+    url = f"sqlite:///{folder / 'bench.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    with begin_write(factory) as session:
+        enqueue(session, messages, NOW)
+    settings = Settings(
+        database_url=url,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="none",
+        smtp_connections=connections,
+        maildir=folder / "maildir",
+        mail_from=SENDER,
+    )
+    service = Service(settings, [], engine=engine)
+    start = time.perf_counter()
+    report = await service.deliver(NOW)
+    elapsed = time.perf_counter() - start
+    await service.close()  # disposes the engine
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        states = counts(session)
+    engine.dispose()
+    errors = report.failed + report.retried + report.skipped + report.lost_lease
+    errors += len(messages) - report.sent
+    if errors:
+        print(f"daemon path: {report} outbox {dict(states)}", file=sys.stderr)
+    return elapsed, errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_delivery", description=__doc__)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--only", choices=["baseline", "daemon"], help="run one side (e.g. under a profiler)"
+    )
+    args = parser.parse_args(argv)
+    n, connections = args.messages, args.connections
+
+    with (
+        tempfile.TemporaryDirectory(prefix="tickler-bench-") as tmp,
+        sink(Path(tmp)) as (
+            port,
+            log,
+        ),
+    ):
+        folder = Path(tmp)
+        results: dict[str, float] = {}
+        errors = 0
+        if args.only in (None, "baseline"):
+            ready = prebuilt(planned(n, "base"))
+            seconds, failed = asyncio.run(baseline(port, ready, connections))
+            results["baseline"], errors = n / seconds, errors + failed
+            print(f"baseline (bare aiosmtplib): {n} in {seconds:.2f} s = {n / seconds:.0f} msg/s")
+        if args.only in (None, "daemon"):
+            seconds, failed = asyncio.run(
+                daemon_path(port, folder, planned(n, "daemon"), connections)
+            )
+            results["daemon"], errors = n / seconds, errors + failed
+            print(f"daemon (Service.deliver):   {n} in {seconds:.2f} s = {n / seconds:.0f} msg/s")
+        seen = Counter(line.split(".", 1)[0] for line in log.read_text().split())
+        distinct = len(set(log.read_text().split()))
+        expected = n * len(results)
+        if distinct != expected or sum(seen.values()) != expected:
+            print(f"the server got {dict(seen)} ({distinct} distinct), expected {expected}")
+            errors += 1
+    if len(results) == 2:
+        ratio = results["daemon"] / results["baseline"]
+        verdict = "meets" if ratio >= TARGET else "misses"
+        print(f"ratio daemon/baseline: {ratio:.2f} ({verdict} the {TARGET} target)")
+        print(f"{connections} connections, {n} messages")
+    if errors:
+        print(f"{errors} error(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

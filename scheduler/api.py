@@ -1,0 +1,424 @@
+"""The JSON API: record what happened, with the same meaning as ``tickler record``.
+
+One endpoint per kind of fact (``POST /api/v1/elections`` …), a pydantic model per body, and
+``scheduler.record.record`` behind them all, so the API and the CLI accept and refuse exactly
+the same facts. Callers authenticate with a bearer token from the settings (``NAME:SECRET``);
+the name goes into the event log as ``api:NAME``. Status codes: 401 no or unknown token,
+403 the token may not record this kind, 404 unknown program or person, 409 refused by the
+rules (an election after the cutoff), 413 body too large, 422 malformed body, each with a JSON
+``{"error": "what is wrong"}``. The OpenAPI schema is served at ``/api/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from config.settings import RecordKind, Settings, api_token_parts
+from scheduler.db import begin_write
+from scheduler.metrics import Counters
+from scheduler.record import RecordError, record
+from scheduler.service import Service
+
+log = logging.getLogger("tickler")
+
+PREFIX = "/api/v1"
+MAX_BODY = 64 * 1024
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # one line of text: no control characters
+
+Line = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_PRINTABLE)]
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+# The address check of ``scheduler.record``, stated in the schema so clients can see it.
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=320,
+        pattern=r'^[^@\s<>"\x00-\x1f\x7f]+@[^@\s<>"\x00-\x1f\x7f]+\.[^@\s<>"\x00-\x1f\x7f]+$',
+    ),
+]
+ProgramId = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="Program id, as in the program file",
+        examples=["option-exchange-2003"],
+    ),
+]
+PersonKey = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=160,
+        pattern=r"^[a-z_]+:[^\x00-\x1f\x7f]+$",
+        description="KIND:ID with KIND supplier, employee or third_party",
+        examples=["employee:E1001"],
+    ),
+]
+Role = Literal[
+    "director", "officer", "employee", "agent", "distributor", "consultant", "jv_partner"
+]
+
+
+class Fact(BaseModel):
+    """Fields every fact has; subclasses add their own and say how they are recorded."""
+
+    # Strict: JSON gives dates as ISO strings and flags as true/false, never 0 or "yes".
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    kind: ClassVar[RecordKind]
+    fact: ClassVar[str]
+
+    at: AwareDatetime | None = Field(
+        default=None, description="When it happened (RFC 3339 with offset); default: now"
+    )
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        """Return (program, person, payload) as ``scheduler.record.record`` takes them."""
+        raise NotImplementedError
+
+
+class CmrtResponse(Fact):
+    """A supplier's CMRT came back (complete, or incomplete with what is wrong)."""
+
+    kind: ClassVar[RecordKind] = "response"
+    fact: ClassVar[str] = "cmrt_response"
+    program: ProgramId
+    person: PersonKey
+    complete: bool = True
+    issues: Text | None = Field(default=None, description="What is wrong, if incomplete")
+    file: Line | None = Field(default=None, description="The returned file's name")
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        payload: dict[str, Any] = {"complete": self.complete}
+        payload.update({k: v for k, v in (("issues", self.issues), ("file", self.file)) if v})
+        return self.program, self.person, payload
+
+
+class Election(Fact):
+    """An eligible employee elects to exchange their options (before the cutoff)."""
+
+    kind: ClassVar[RecordKind] = "election"
+    fact: ClassVar[str] = "election"
+    program: ProgramId
+    person: PersonKey
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        return self.program, self.person, {}
+
+
+class Withdrawal(Election):
+    """An employee withdraws their election (before the cutoff)."""
+
+    kind: ClassVar[RecordKind] = "withdrawal"
+    fact: ClassVar[str] = "withdrawal"
+
+
+class Acknowledgment(Fact):
+    """A Representative or Third Party signed the FCPA policy acknowledgment."""
+
+    kind: ClassVar[RecordKind] = "acknowledgment"
+    fact: ClassVar[str] = "fcpa_ack"
+    program: ProgramId
+    person: PersonKey
+    policy_version: Line | None = Field(default=None, description="Default: the current one")
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        payload = {"policy_version": self.policy_version} if self.policy_version else {}
+        return self.program, self.person, payload
+
+
+class Termination(Fact):
+    """A relationship ended on ``date`` (the person is not employed on that day)."""
+
+    kind: ClassVar[RecordKind] = "termination"
+    fact: ClassVar[str] = "termination"
+    person: PersonKey
+    date: date
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        return None, self.person, {"date": self.date.isoformat()}
+
+
+class Hire(Fact):
+    """A new employee or third party: they get the FCPA policy to acknowledge."""
+
+    kind: ClassVar[RecordKind] = "hire"
+    fact: ClassVar[str] = "hire"
+    person_kind: Literal["employee", "third_party"] = Field(default="employee", alias="kind")
+    external_id: Annotated[Line, StringConstraints(max_length=128)]
+    name: Line
+    email: Email
+    start_date: date
+    role: Role | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+    manager_email: Email | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        payload = self.model_dump(mode="json", by_alias=True, exclude={"at"}, exclude_none=True)
+        return None, None, payload
+
+
+class Extension(Fact):
+    """The offer is extended to a new cutoff, local time in the program's zone."""
+
+    kind: ClassVar[RecordKind] = "extension"
+    fact: ClassVar[str] = "offer_extension"
+    program: ProgramId
+    cutoff: NaiveDatetime = Field(
+        description="The new cutoff, local date-time without offset", examples=["2003-02-03T21:00"]
+    )
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        return self.program, None, {"cutoff": self.cutoff.isoformat()}
+
+
+class Recorded(BaseModel):
+    id: int = Field(description="The event-log id of the recorded fact")
+    kind: str
+    actor: str
+    at: datetime
+
+
+class Problem(BaseModel):
+    error: str = Field(description="What is wrong")
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Each invalid field (422)"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    path: str
+    model: type[Fact]
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+ENDPOINTS = (
+    Endpoint(path=f"{PREFIX}/responses", model=CmrtResponse),
+    Endpoint(path=f"{PREFIX}/elections", model=Election),
+    Endpoint(path=f"{PREFIX}/withdrawals", model=Withdrawal),
+    Endpoint(path=f"{PREFIX}/acknowledgments", model=Acknowledgment),
+    Endpoint(path=f"{PREFIX}/terminations", model=Termination),
+    Endpoint(path=f"{PREFIX}/hires", model=Hire),
+    Endpoint(path=f"{PREFIX}/extensions", model=Extension),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    name: str
+    digest: bytes
+    kinds: frozenset[str] | None  # None: every kind
+
+
+def callers(settings: Settings) -> list[Caller]:
+    """Return the configured API callers, their secrets kept only as digests."""
+    out = []
+    for value in settings.api_tokens:
+        name, secret = api_token_parts(value.get_secret_value())
+        kinds = settings.api_scopes.get(name)
+        out.append(
+            Caller(
+                name=name,
+                digest=hashlib.sha256(secret.encode()).digest(),
+                kinds=frozenset(kinds) if kinds is not None else None,
+            )
+        )
+    return out
+
+
+def authenticate(header: str | None, known: Sequence[Caller]) -> Caller | None:
+    """Return the caller whose token ``header`` ("Bearer SECRET") carries, in constant time."""
+    scheme, _, secret = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    digest = hashlib.sha256(secret.strip().encode()).digest()
+    found = None
+    for caller in known:  # no early exit: every token is compared
+        if hmac.compare_digest(caller.digest, digest):
+            found = caller
+    return found
+
+
+def problem(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="tickler"'} if status == 401 else None
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+Clock = Callable[[], datetime]
+
+
+def routes(service: Service, clock: Clock, counters: Counters) -> list[Route]:
+    """Return the API's routes (and its OpenAPI schema's) for ``service``."""
+    known = callers(service.settings)
+    programs = {p.id: p for p in service.programs}
+
+    def handler(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            response = await _handle(request, endpoint)
+            counters.api_requests[(endpoint.name, response.status_code)] += 1
+            return response
+
+        return handle
+
+    async def _handle(request: Request, endpoint: Endpoint) -> Response:
+        caller = authenticate(request.headers.get("authorization"), known)
+        if caller is None:
+            return problem(401, "a valid API token is required: Authorization: Bearer TOKEN")
+        model = endpoint.model
+        if caller.kinds is not None and model.kind not in caller.kinds:
+            article = "an" if model.kind[0] in "aeiou" else "a"
+            return problem(403, f"token {caller.name!r} may not record {article} {model.kind}")
+        body = await _read(request)
+        if body is None:
+            return problem(413, f"the body is larger than {MAX_BODY} bytes")
+        if not body.strip():
+            return problem(422, f"the body is empty: send a JSON object ({model.__name__})")
+        try:
+            fact = model.model_validate_json(body)
+        except ValidationError as exc:
+            return problem(422, _summary(exc), details=_details(exc))
+        now = clock()
+        at = fact.at or now
+        program, person, payload = fact.parts()
+        actor = f"api:{caller.name}"
+
+        def work() -> int:
+            with begin_write(service.factory) as session:
+                return record(
+                    session,
+                    kind=model.fact,
+                    program=program,
+                    person=person,
+                    at=at,
+                    actor=actor,
+                    source="api",
+                    payload=payload,
+                    programs=programs,
+                    now=now,
+                )
+
+        try:
+            event_id = await asyncio.to_thread(work)
+        except RecordError as exc:
+            return problem(exc.status, exc.message)
+        log.info("action=recorded kind=%s event_id=%d actor=%s", model.fact, event_id, actor)
+        recorded = Recorded(id=event_id, kind=model.fact, actor=actor, at=at)
+        return JSONResponse(recorded.model_dump(mode="json"), status_code=201)
+
+    schema = openapi()
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(schema)
+
+    return [Route(e.path, handler(e), methods=["POST"]) for e in ENDPOINTS] + [
+        Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])
+    ]
+
+
+async def _read(request: Request) -> bytes | None:
+    """Return the body, or None once it is longer than ``MAX_BODY``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(part) for part in e["loc"]) or "body", "error": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(f"{d['field']}: {d['error']}" for d in _details(exc))
+
+
+def openapi() -> dict[str, Any]:
+    """Return the OpenAPI 3.1 description of the API."""
+    models: list[type[BaseModel]] = [e.model for e in ENDPOINTS] + [Recorded, Problem]
+    _, top = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    schemas: Mapping[str, Any] = top.get("$defs", {})
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def error(description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": ref(Problem)}},
+        }
+
+    paths = {}
+    for endpoint in ENDPOINTS:
+        model = endpoint.model
+        paths[endpoint.path] = {
+            "post": {
+                "operationId": f"record_{endpoint.name}",
+                "summary": f"Record a {model.kind}",
+                "description": (model.__doc__ or "").strip(),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(model)}},
+                },
+                "responses": {
+                    "201": {
+                        "description": "Recorded in the event log",
+                        "content": {"application/json": {"schema": ref(Recorded)}},
+                    },
+                    "401": error("No or unknown API token"),
+                    "403": error("The token may not record this kind"),
+                    "404": error("Unknown program or person"),
+                    "409": error("Refused by the program's rules (e.g. after the cutoff)"),
+                    "413": error("Body too large"),
+                    "422": error("Malformed body; `details` names each field"),
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tickler",
+            "version": "1",
+            "description": "Record what happened; the scheduler reacts within seconds.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": dict(schemas),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

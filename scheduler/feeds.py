@@ -1,0 +1,363 @@
+"""Feeds: which events each published calendar holds, their revisions, and its bytes.
+
+Two kinds of feed, named so that a name says what it shows:
+
+- ``program:{program_id}:{audience}``: a program's events for one audience (the compliance
+  team's Form SD calendar, the employees' offer calendar);
+- ``person:{kind}:{external_id}``: one person's own calendar (``calendars.personal``).
+
+SEQUENCE and LAST-MODIFIED come from the ``event_versions`` table. Program events are
+versioned under the program id, exactly as the planning job does (``jobs.planning
+.update_versions``), so feeds and invitations agree; a person's own events under
+``person:{id}`` with keys ``{program}/{event key}``. Rendering brings those rows up to date
+first (a write only when something changed), so the bytes depend on stored state alone and
+stay the same until an event does: that is what makes the ETag strong.
+
+A rendered feed carries a ``stamp``, a cheap summary of what it was built from (last event-log
+id, the count and sequence total of its version rows, the day); the HTTP layer re-renders only
+when the stamp moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendars.events import Audience, Event, EventKind
+from calendars.ical import FeedItem, FeedMeta, render_feed
+from calendars.notices import GrantView, PersonView, Snapshot, Team
+from calendars.personal import personal_calendar
+from calendars.plan import expand_program
+from config.programs import Program
+from jobs.planning import CANCELLED, effective, fingerprint, update_versions
+from scheduler.db import EventLog, EventVersion, OptionGrant, Person, PersonKind, begin_write
+from scheduler.snapshot import load_facts, person_view
+
+PROGRAM = "program"
+PERSON = "person"
+NAME_MAX = 128  # feed_tokens.feed
+_LABELS = {
+    Audience.COMPLIANCE: "compliance team",
+    Audience.SUPPLIERS: "suppliers",
+    Audience.EMPLOYEES: "employees",
+    Audience.REPRESENTATIVES: "representatives and third parties",
+}
+_COLORS = {
+    Audience.COMPLIANCE: "#8e24aa",
+    Audience.SUPPLIERS: "#ef6c00",
+    Audience.EMPLOYEES: "#1e88e5",
+    Audience.REPRESENTATIVES: "#43a047",
+}
+_PERSON_COLOR = "#00897b"
+
+Stamp = tuple[int, int, int, str]
+Versions = dict[tuple[str, str], EventVersion]
+
+
+class FeedError(Exception):
+    """Not a feed: a malformed name, an unknown program or audience, an unknown person."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgramFeed:
+    program: str
+    audience: Audience
+
+    @property
+    def name(self) -> str:
+        return f"{PROGRAM}:{self.program}:{self.audience}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonFeed:
+    kind: PersonKind
+    external_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{PERSON}:{self.kind}:{self.external_id}"
+
+
+FeedRef = ProgramFeed | PersonFeed
+
+
+def parse_feed(name: str) -> FeedRef:
+    """Parse a feed name; raise ``FeedError`` saying what is wrong with it."""
+    prefix, _, rest = name.partition(":")
+    if len(name) > NAME_MAX:
+        raise FeedError(f"feed name longer than {NAME_MAX} characters")
+    if prefix == PROGRAM:
+        program, sep, audience = rest.rpartition(":")
+        if not sep or not program:
+            raise FeedError(f"{name!r}: a program feed is program:PROGRAM_ID:AUDIENCE")
+        if audience not in {a.value for a in Audience}:
+            choices = ", ".join(a.value for a in Audience)
+            raise FeedError(f"{name!r}: audience {audience!r} is not one of {choices}")
+        return ProgramFeed(program=program, audience=Audience(audience))
+    if prefix == PERSON:
+        kind, sep, external_id = rest.partition(":")
+        if not sep or not external_id or kind not in {k.value for k in PersonKind}:
+            choices = ", ".join(k.value for k in PersonKind)
+            raise FeedError(f"{name!r}: a person feed is person:KIND:ID with KIND one of {choices}")
+        return PersonFeed(kind=PersonKind(kind), external_id=external_id)
+    raise FeedError(f"{name!r}: a feed name starts with program: or person:")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rendered:
+    """A feed's bytes and what HTTP needs to answer conditional requests for it."""
+
+    name: str
+    body: bytes
+    etag: str
+    last_modified: datetime | None
+    scopes: tuple[str, ...]
+    stamp: Stamp
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Plan:
+    """What a feed shows before versions are attached: events per version scope."""
+
+    meta: FeedMeta
+    tracked: dict[str, list[Event]]  # scope -> every live event versioned there
+    shown: list[tuple[str, Event]]  # (scope, event) published live
+    withdrawn: list[tuple[str, Event]]  # (scope, event) published cancelled, if ever live
+
+
+class FeedSource:
+    """Build feeds from the database for the configured programs; one per process."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        programs: Sequence[Program],
+        *,
+        team: Team,
+        timezone: str,
+    ) -> None:
+        self.factory = factory
+        self.programs = {p.id: p for p in programs}
+        self.team = team
+        self.timezone = timezone
+
+    def check(self, session: Session, name: str) -> FeedRef:
+        """Return the parsed feed, or raise ``FeedError`` if it names nothing that exists."""
+        ref = parse_feed(name)
+        if isinstance(ref, ProgramFeed):
+            if ref.program not in self.programs:
+                known = ", ".join(sorted(self.programs))
+                raise FeedError(f"{name!r}: no program {ref.program!r}; known: {known}")
+        elif _person(session, ref) is None:
+            raise FeedError(f"{name!r}: no {ref.kind} with id {ref.external_id!r}")
+        return ref
+
+    def program_feeds(self, now: datetime) -> list[str]:
+        """Return the name of every program feed that has at least one event."""
+        names: set[str] = set()
+        for program in self.programs.values():
+            for event in expand_program(program, now=now):
+                names.update(
+                    ProgramFeed(program=program.id, audience=a).name for a in event.audiences
+                )
+        return sorted(names)
+
+    def render(self, name: str, now: datetime) -> Rendered:
+        """Return the feed ``name`` as of ``now``; raise ``FeedError`` if it does not exist."""
+        # Each part of the stamp is read before the data it summarises: a change that lands
+        # in between leaves a stamp that no longer matches, and the next request re-renders.
+        with self.factory() as session:
+            last_event = _last_event(session)
+            ref = self.check(session, name)
+            plan = self._plan(session, ref, now)
+            scopes = tuple(sorted(plan.tracked))
+            totals = _totals(session, scopes)
+            versions = _versions(session, scopes)
+        if _stale(versions, plan.tracked):
+            self._track(plan.tracked, now)
+            with self.factory() as session:
+                totals = _totals(session, scopes)
+                versions = _versions(session, scopes)
+        items = _items(plan, versions)
+        body = render_feed(items, plan.meta)
+        return Rendered(
+            name=name,
+            body=body,
+            etag=f'"{hashlib.sha256(body).hexdigest()[:40]}"',
+            last_modified=max((item.last_modified for item in items), default=None),
+            scopes=scopes,
+            stamp=(last_event, *totals, feed_day(now)),
+        )
+
+    def stamp(self, session: Session, scopes: Sequence[str], now: datetime) -> Stamp:
+        """Return what a feed over ``scopes`` is built from, cheaply (indexed lookups)."""
+        return (_last_event(session), *_totals(session, scopes), feed_day(now))
+
+    def _plan(self, session: Session, ref: FeedRef, now: datetime) -> _Plan:
+        if isinstance(ref, ProgramFeed):
+            return self._program_plan(session, ref, now)
+        person = _person(session, ref)
+        if person is None:
+            raise FeedError(f"{ref.name!r}: no such person")
+        return self._person_plan(session, person, now)
+
+    def _program_plan(self, session: Session, ref: ProgramFeed, now: datetime) -> _Plan:
+        program = self.programs[ref.program]
+        snapshot = Snapshot(people=[], grants=[], facts=load_facts(session), team=self.team)
+        events = expand_program(effective(program, snapshot), now=now)
+        label = _LABELS[ref.audience]
+        meta = FeedMeta(
+            name=f"{program.name}: {label}",
+            description=f"{program.name}: the dates for the {label}, published by Tickler.",
+            color=_COLORS[ref.audience],
+            timezone=program.timezone,
+        )
+        # A vesting schedule without a person is `tickler plan`'s example grant, not a date
+        # anyone owes: personal feeds carry the real ones.
+        shown = [
+            (program.id, e)
+            for e in events
+            if ref.audience in e.audiences and not (e.kind == EventKind.VESTING and not e.person)
+        ]
+        return _Plan(meta=meta, tracked={program.id: events}, shown=shown, withdrawn=[])
+
+    def _person_plan(self, session: Session, person: PersonView, now: datetime) -> _Plan:
+        grants = _grants(session, person.id)
+        snapshot = Snapshot(
+            people=[person], grants=grants, facts=load_facts(session), team=self.team
+        )
+        calendar = personal_calendar(list(self.programs.values()), person, snapshot, now)
+        tracked: dict[str, list[Event]] = {}
+        for program_id in sorted({e.program for e in calendar.shared}):
+            program = effective(self.programs[program_id], snapshot)
+            tracked[program_id] = expand_program(program, now=now)
+        scope = f"{PERSON}:{person.id}"
+        tracked[scope] = [_scoped(o.event) for o in calendar.own if o.live]
+        meta = FeedMeta(
+            name=f"{person.name}: compliance dates",
+            description=(
+                f"The dates {person.name} is owed or owes under the company's compliance "
+                "programs, published by Tickler."
+            ),
+            color=_PERSON_COLOR,
+            timezone=self.timezone,
+        )
+        return _Plan(
+            meta=meta,
+            tracked=tracked,
+            shown=[(e.program, e) for e in calendar.shared]
+            + [(scope, o.event) for o in calendar.own if o.live],
+            withdrawn=[(scope, o.event) for o in calendar.own if not o.live],
+        )
+
+    def _track(self, tracked: Mapping[str, Sequence[Event]], now: datetime) -> None:
+        # Two renderers (or a renderer and the planning job) may insert the same new row at
+        # once on PostgreSQL; the loser retries and then finds it there.
+        for attempt in range(3):
+            try:
+                with begin_write(self.factory) as session:
+                    for scope, events in tracked.items():
+                        update_versions(session, scope, events, now)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+
+def _scoped(event: Event) -> Event:
+    """Return ``event`` keyed as stored under a person's scope: ``{program}/{key}``."""
+    return dataclasses.replace(event, key=f"{event.program}/{event.key}")
+
+
+def _person(session: Session, ref: PersonFeed) -> PersonView | None:
+    row = session.scalar(
+        select(Person).where(Person.kind == ref.kind, Person.external_id == ref.external_id)
+    )
+    return person_view(row) if row is not None else None
+
+
+def _grants(session: Session, person_id: int) -> list[GrantView]:
+    return [
+        GrantView(
+            id=g.id,
+            person_id=g.person_id,
+            external_id=g.external_id,
+            grant_date=g.grant_date,
+            unexercised=g.unexercised,
+            price=g.price,
+        )
+        for g in session.scalars(
+            select(OptionGrant).where(OptionGrant.person_id == person_id).order_by(OptionGrant.id)
+        )
+    ]
+
+
+def _last_event(session: Session) -> int:
+    return int(session.scalar(select(func.max(EventLog.id))) or 0)
+
+
+def _totals(session: Session, scopes: Sequence[str]) -> tuple[int, int]:
+    """Return the number of version rows in ``scopes`` and their sequence total.
+
+    Either grows with every change ``update_versions`` makes (a new row, a raised SEQUENCE).
+    """
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(EventVersion.sequence), 0)).where(
+            EventVersion.program.in_(scopes)
+        )
+    ).one()
+    return int(count), int(total)
+
+
+def feed_day(now: datetime) -> str:
+    """Return the part of a stamp that moves with the day.
+
+    Continuous programs publish a horizon that moves with it.
+    """
+    return now.date().isoformat()
+
+
+def _versions(session: Session, scopes: Sequence[str]) -> Versions:
+    rows = session.scalars(select(EventVersion).where(EventVersion.program.in_(scopes)))
+    return {(row.program, row.key): row for row in rows}
+
+
+def _stale(versions: Versions, tracked: Mapping[str, Sequence[Event]]) -> bool:
+    """Return whether ``update_versions`` would change anything (the same rules)."""
+    for scope, events in tracked.items():
+        current = {e.key: fingerprint(e) for e in events}
+        for key, print_ in current.items():
+            row = versions.get((scope, key))
+            if row is None or row.fingerprint != print_:
+                return True
+        for (row_scope, key), row in versions.items():
+            if row_scope == scope and key not in current and row.fingerprint != CANCELLED:
+                return True
+    return False
+
+
+def _items(plan: _Plan, versions: Versions) -> list[FeedItem]:
+    items = []
+    for scope, event in plan.shown:
+        key = event.key if scope == event.program else _scoped(event).key
+        row = versions[(scope, key)]
+        items.append(FeedItem(event=event, sequence=row.sequence, last_modified=row.last_modified))
+    for scope, event in plan.withdrawn:
+        found = versions.get((scope, _scoped(event).key))
+        if found is not None and found.fingerprint == CANCELLED:
+            items.append(
+                FeedItem(
+                    event=event,
+                    sequence=found.sequence,
+                    last_modified=found.last_modified,
+                    cancelled=True,
+                )
+            )
+    return items

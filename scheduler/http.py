@@ -1,0 +1,399 @@
+"""The HTTP interface: iCal feeds, the JSON API, health and metrics, in the daemon's process.
+
+``tickler run`` serves this app with uvicorn on the daemon's event loop (``serve``). Feeds are
+rendered in worker threads and cached in memory until what they were built from changes (see
+``scheduler.feeds``). The database is asked whether anything changed at most once every
+``feed_check_seconds`` (``Changes``); in between, a feed already verified is answered from
+memory, so a revoked token or a new fact reaches the feeds within that delay (1 s by default).
+Conditional GET: a strong ETag (a hash of the bytes) and Last-Modified (the newest event
+change), answered with 304 when the client has them.
+
+Every 404 is the same response, whether the path does not exist, the token is unknown or was
+revoked, or a public feed is not public: a URL reveals nothing about other URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+import uvicorn
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from scheduler import api, metrics, tokens
+from scheduler.daemon import Daemon, utc_now
+from scheduler.db import EventLog, EventVersion, FeedToken
+from scheduler.feeds import FeedError, FeedSource, Rendered, feed_day
+from scheduler.service import Service
+
+log = logging.getLogger("tickler")
+
+CALENDAR = "text/calendar; charset=utf-8"
+READY_TIMEOUT = 2.0
+Clock = Callable[[], datetime]
+
+
+@dataclass(slots=True)
+class FeedCache:
+    """Rendered feeds by name, least recently used first; one render per feed at a time."""
+
+    size: int
+    entries: OrderedDict[str, Rendered] = field(default_factory=OrderedDict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def get(self, name: str) -> Rendered | None:
+        found = self.entries.get(name)
+        if found is not None:
+            self.entries.move_to_end(name)
+        return found
+
+    def put(self, rendered: Rendered) -> None:
+        self.entries[rendered.name] = rendered
+        self.entries.move_to_end(rendered.name)
+        while len(self.entries) > self.size:
+            name, _ = self.entries.popitem(last=False)
+            lock = self.locks.get(name)
+            if lock is not None and not lock.locked():
+                del self.locks[name]
+
+    def peek(self, name: str) -> Rendered | None:
+        """Return the cached feed without touching the LRU order (safe from a worker thread)."""
+        return self.entries.get(name)
+
+    def lock(self, name: str) -> asyncio.Lock:
+        return self.locks.setdefault(name, asyncio.Lock())
+
+
+class Changes:
+    """Whether anything a feed or a token depends on changed, asked at most every ``interval``.
+
+    Between two checks every feed already verified is served from memory without touching the
+    database; that is what makes a revalidation (304) cost about as little as a static file.
+    The price is that a change (a new fact, a revoked token) reaches the feeds up to
+    ``interval`` seconds later. ``interval=0`` checks on every request.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.generation = 0
+        self._seen: tuple[int, ...] | None = None
+        self._checked = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def current(self, service: Service) -> int:
+        """Return the generation: a number that moves whenever the database changed."""
+        if time.monotonic() - self._checked < self.interval:
+            return self.generation
+        async with self._lock:
+            started = time.monotonic()
+            if started - self._checked < self.interval:
+                return self.generation  # another request checked while this one waited
+
+            def read() -> tuple[int, ...]:
+                with service.factory() as session:
+                    return database_stamp(session)
+
+            seen = await asyncio.to_thread(read)
+            if seen != self._seen or self.interval == 0:
+                self._seen = seen
+                self.generation += 1
+            self._checked = started
+            return self.generation
+
+
+def database_stamp(session: Session) -> tuple[int, ...]:
+    """Summarise what feeds and tokens are read from: each part grows with every change."""
+    last_event = session.scalar(select(func.max(EventLog.id))) or 0
+    versions, sequences = session.execute(
+        select(func.count(), func.coalesce(func.sum(EventVersion.sequence), 0))
+    ).one()
+    issued, revoked = session.execute(
+        select(func.coalesce(func.max(FeedToken.id), 0), func.count(FeedToken.revoked_at))
+    ).one()
+    return (int(last_event), int(versions), int(sequences), int(issued), int(revoked))
+
+
+@dataclass(slots=True, kw_only=True)
+class State:
+    service: Service
+    daemon: Daemon | None
+    clock: Clock
+    feeds: FeedSource
+    cache: FeedCache
+    counters: metrics.Counters
+    public: frozenset[str]
+    changes: Changes
+    # Feeds verified against the database, by token hash or public name: (feed, generation).
+    verified: dict[str, tuple[str, int]] = field(default_factory=dict)
+    generation: int = 0
+
+
+def create_app(
+    service: Service, daemon: Daemon | None = None, *, clock: Clock | None = None
+) -> Starlette:
+    """Return the ASGI app over ``service``; ``daemon`` (when given) is what /readyz reports on.
+
+    ``clock`` defaults to the daemon's, so that feeds and the API see the time the scheduler sees.
+    """
+    settings = service.settings
+    state = State(
+        service=service,
+        daemon=daemon,
+        clock=clock or (daemon.clock if daemon is not None else utc_now),
+        feeds=FeedSource(
+            service.factory, service.programs, team=service.team, timezone=settings.timezone
+        ),
+        cache=FeedCache(size=settings.feed_cache_size),
+        counters=metrics.Counters(),
+        public=frozenset(settings.public_feeds),
+        changes=Changes(settings.feed_check_seconds),
+    )
+
+    async def token_feed(request: Request) -> Response:
+        return await _feed(state, request, token=request.path_params["token"])
+
+    async def public_feed(request: Request) -> Response:
+        return await _feed(state, request, public=request.path_params["name"])
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        checks = await _readiness(state)
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    async def metrics_text(request: Request) -> Response:
+        now = state.clock()
+
+        def read() -> metrics.OutboxFigures:
+            with service.factory() as session:
+                return metrics.outbox_figures(session, now)
+
+        figures = await asyncio.to_thread(read)
+        body = metrics.render(
+            figures,
+            state.counters,
+            scheduler_running=bool(daemon and daemon.running),
+            ticks=daemon.ticks if daemon else 0,
+        )
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
+        Route("/feeds/public/{name}.ics", public_feed, methods=["GET"]),
+        Route("/feeds/{token}.ics", token_feed, methods=["GET"]),
+        *api.routes(service, state.clock, state.counters),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found})
+    app.state.tickler = state
+    return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("Not Found\n", status_code=404)
+
+
+def _gone() -> HTTPException:
+    return HTTPException(status_code=404)
+
+
+async def _feed(
+    state: State, request: Request, *, token: str | None = None, public: str | None = None
+) -> Response:
+    now = state.clock()
+    generation = await state.changes.current(state.service)
+    if generation != state.generation:
+        state.verified.clear()  # every feed is verified again, once, after a change
+        state.generation = generation
+    key = f"token:{tokens.token_hash(token)}" if token is not None else f"public:{public}"
+    rendered = _remembered(state, key, generation, now)
+    if rendered is None:
+        name, rendered = await _verify(state, token, public, now)
+        if name is None:
+            state.counters.feed_requests[("unknown", 404)] += 1
+            raise _gone()
+        if rendered is None:
+            rendered = await _render(state, name, now, token, public)
+        state.verified[key] = (name, generation)
+    kind = rendered.name.partition(":")[0]
+    response = conditional(request, rendered, private=token is not None)
+    state.counters.feed_requests[(kind, response.status_code)] += 1
+    return response
+
+
+def _remembered(state: State, key: str, generation: int, now: datetime) -> Rendered | None:
+    """Return the cached feed for ``key`` if nothing changed since it was last verified."""
+    known = state.verified.get(key)
+    if known is None or known[1] != generation:
+        return None
+    rendered = state.cache.get(known[0])
+    if rendered is None or rendered.stamp[-1] != feed_day(now):
+        return None
+    return rendered
+
+
+async def _verify(
+    state: State, token: str | None, public: str | None, now: datetime
+) -> tuple[str | None, Rendered | None]:
+    """Resolve the feed in the database; return its name and its cached bytes if still current."""
+
+    def lookup() -> tuple[str | None, Rendered | None]:
+        with state.service.factory() as session:
+            if token is not None:
+                name = tokens.resolve(session, token)
+            else:
+                name = public if public in state.public else None
+            if name is None:
+                return None, None
+            cached = state.cache.peek(name)
+            if cached is not None and cached.stamp == state.feeds.stamp(
+                session, cached.scopes, now
+            ):
+                return name, cached
+            return name, None
+
+    return await asyncio.to_thread(lookup)
+
+
+async def _render(
+    state: State, name: str, now: datetime, token: str | None, public: str | None
+) -> Rendered:
+    kind = name.partition(":")[0]
+    async with state.cache.lock(name):
+        # Another request may have rendered it while this one waited for the lock.
+        _, rendered = await _verify(state, token, public, now)
+        if rendered is not None:
+            return rendered
+        try:
+            rendered = await asyncio.to_thread(state.feeds.render, name, now)
+        except FeedError:
+            # A token whose person has since been deleted: nothing to show.
+            state.counters.feed_requests[(kind, 404)] += 1
+            raise _gone() from None
+        state.cache.put(rendered)
+        state.counters.feed_renders[kind] += 1
+        return rendered
+
+
+def conditional(request: Request, rendered: Rendered, *, private: bool) -> Response:
+    """Answer GET or HEAD for ``rendered``: 304 when the client's copy is current."""
+    headers = {
+        "ETag": rendered.etag,
+        # Revalidate every time: the ETag makes that a 304 of a few bytes.
+        "Cache-Control": f"{'private' if private else 'public'}, no-cache",
+    }
+    if rendered.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(
+            rendered.last_modified.astimezone(UTC), usegmt=True
+        )
+    if private:
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["X-Robots-Tag"] = "noindex"
+    if _not_modified(request, rendered):
+        return Response(status_code=304, headers=headers)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(rendered.body))
+        return Response(b"", headers=headers, media_type=CALENDAR)
+    return Response(rendered.body, headers=headers, media_type=CALENDAR)
+
+
+def _not_modified(request: Request, rendered: Rendered) -> bool:
+    # RFC 9110 13.2.2: If-None-Match, when present, decides alone (weak comparison).
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or rendered.etag in tags
+    since = request.headers.get("if-modified-since")
+    if since is None or rendered.last_modified is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    if when.tzinfo is None:
+        return False
+    return rendered.last_modified.replace(microsecond=0) <= when
+
+
+async def _readiness(state: State) -> dict[str, str]:
+    def ping() -> None:
+        with state.service.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping), READY_TIMEOUT)
+        database = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        database = f"unreachable: {type(exc).__name__}"
+    daemon = state.daemon
+    if daemon is None or not daemon.running:
+        scheduler = "not running"
+    elif daemon.stop.is_set():
+        scheduler = "shutting down"
+    else:
+        scheduler = "ok"
+    return {"database": database, "scheduler": scheduler}
+
+
+# ------------------------------------------------------------------------------------------
+# Serving next to the daemon
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to its host: the daemon's handlers stop both."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind a listening socket for ``host``:``port`` (port 0: any free port); raise OSError."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(app: Any, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve ``app`` on ``sock`` until ``stop`` is set, then finish the requests in flight."""
+    server = _Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    host, port = sock.getsockname()[:2]
+    log.info("action=http_listening host=%s port=%d", host, port)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopped.cancel()
+        await task
+        sock.close()

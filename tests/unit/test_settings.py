@@ -1,0 +1,100 @@
+"""Where settings come from: TICKLER_<NAME>_FILE, the environment and the secrets directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from config.settings import SettingFileError, Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run without the caller's TICKLER_* variables and away from any ``.env``."""
+    for name in list(os.environ):
+        if name.upper().startswith("TICKLER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def secret(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_file_variable_sets_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A trailing newline (as `echo` writes) is not part of the value; other spaces are.
+    path = secret(tmp_path, "smtp_password", " pass phrase \n")
+    monkeypatch.setenv("TICKLER_SMTP_PASSWORD_FILE", str(path))
+    password = Settings().smtp_password
+    assert password is not None
+    assert password.get_secret_value() == " pass phrase "
+
+
+def test_the_file_wins_over_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # So that a mounted secret overrides an image's ENV default without unsetting it.
+    path = secret(tmp_path, "url", "postgresql://tickler:pw@postgres/tickler\n")
+    monkeypatch.setenv("TICKLER_DATABASE_URL", "sqlite:////var/lib/tickler/tickler.sqlite")
+    monkeypatch.setenv("TICKLER_DATABASE_URL_FILE", str(path))
+    assert Settings().database_url == "postgresql://tickler:pw@postgres/tickler"
+
+
+def test_a_file_is_parsed_like_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = secret(tmp_path, "tokens", '["hr:hr-secret-0123456789", "ops:ops-secret-0123456789"]')
+    port = secret(tmp_path, "port", "9090\n")
+    monkeypatch.setenv("tickler_api_tokens_file", str(tokens))  # names are case-insensitive
+    monkeypatch.setenv("TICKLER_HTTP_PORT_FILE", str(port))
+    settings = Settings()
+    assert [t.get_secret_value() for t in settings.api_tokens] == [
+        "hr:hr-secret-0123456789",
+        "ops:ops-secret-0123456789",
+    ]
+    assert settings.http_port == 9090
+
+
+def test_a_file_value_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKLER_TIMEZONE_FILE", str(secret(tmp_path, "tz", "Mars/Olympus\n")))
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings()
+
+
+def test_a_missing_file_names_the_variable_and_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nowhere" / "smtp_password"
+    monkeypatch.setenv("TICKLER_SMTP_PASSWORD_FILE", str(missing))
+    with pytest.raises(SettingFileError) as caught:
+        Settings()
+    assert str(caught.value) == (
+        f"TICKLER_SMTP_PASSWORD_FILE={missing}: cannot read it: No such file or directory"
+    )
+
+
+def test_a_directory_is_not_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKLER_DATABASE_URL_FILE", str(tmp_path))
+    with pytest.raises(SettingFileError, match=f"TICKLER_DATABASE_URL_FILE={tmp_path}: "):
+        Settings()
+
+
+def test_secrets_directory_files_are_named_with_the_prefix(tmp_path: Path) -> None:
+    # pydantic-settings looks a field up in the secrets directory under its full variable
+    # name, prefix included and case-insensitively: tickler_smtp_password, not smtp_password.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    secret(secrets, "tickler_smtp_password", "from-secrets-dir\n")
+    secret(secrets, "smtp_username", "ignored")
+    settings = Settings(_secrets_dir=secrets)
+    assert settings.smtp_password is not None
+    assert settings.smtp_password.get_secret_value() == "from-secrets-dir"
+    assert settings.smtp_username is None
+
+
+def test_log_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().log_format == "json"
+    monkeypatch.setenv("TICKLER_LOG_FORMAT", "text")
+    assert Settings().log_format == "text"
