@@ -6,8 +6,8 @@ facts and the programs' published dates: what each person should have received a
 
 from __future__ import annotations
 
-import csv
 import asyncio
+import csv
 import email
 import email.header
 import json

@@ -112,7 +112,7 @@ def test_a_missing_variable_is_an_error_not_a_blank() -> None:
 
 
 def test_unknown_template() -> None:
-    with pytest.raises(TemplateError, match="no template nope.txt"):
+    with pytest.raises(TemplateError, match=r"no template nope\.txt"):
         render("nope", CONTEXT)
 
 
