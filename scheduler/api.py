@@ -326,7 +326,10 @@ def routes(service: Service, clock: Clock, counters: Counters) -> list[Route]:
             event_id = await asyncio.to_thread(work)
         except RecordError as exc:
             return problem(exc.status, exc.message)
-        log.info("action=recorded kind=%s event_id=%d actor=%s", model.fact, event_id, actor)
+        log.info(
+            "recorded",
+            extra={"action": "recorded", "kind": model.fact, "event_id": event_id, "actor": actor},
+        )
         recorded = Recorded(id=event_id, kind=model.fact, actor=actor, at=at)
         return JSONResponse(recorded.model_dump(mode="json"), status_code=201)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 from collections import Counter
 from datetime import UTC, datetime
@@ -14,7 +13,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
+from config.settings import Settings
 from scheduler import http
 from scheduler.cli import Context, cli, fail
 from scheduler.daemon import Daemon, clock_from, simulate, utc_now
@@ -26,6 +27,7 @@ from scheduler.db import (
     downgrade,
     upgrade,
 )
+from scheduler.logs import configure_logging, scrub
 from scheduler.record import RecordError, record
 from scheduler.service import Service, SingleReplicaError
 
@@ -34,8 +36,8 @@ def _service(obj: Context) -> Service:
     return Service(obj.settings, obj.programs())
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+def _configure_logging(settings: Settings, level: str | None = None) -> None:
+    configure_logging(level or settings.log_level, json=settings.log_format == "json")
 
 
 @cli.command()
@@ -43,7 +45,7 @@ def _configure_logging(level: str) -> None:
 @click.pass_obj
 def run(obj: Context, sweep: float | None) -> None:
     """Run the daemon and its HTTP server (feeds, API, health). SIGTERM stops both."""
-    _configure_logging(obj.settings.log_level)
+    _configure_logging(obj.settings)
     service = _service(obj)
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
     pretend = click.get_current_context().find_root().params.get("now_text") is not None
@@ -74,6 +76,9 @@ def run(obj: Context, sweep: float | None) -> None:
         asyncio.run(main())
     except SingleReplicaError as exc:
         fail(str(exc))
+    except DBAPIError as exc:
+        # At start (migrations): later outages are logged and retried by the daemon itself.
+        fail(f"database unreachable ({scrub(obj.settings.database_url)}): {scrub(str(exc.orig))}")
     finally:
         sock.close()
 
@@ -106,7 +111,7 @@ def simulate_command(obj: Context, start: datetime, end: datetime) -> None:
     """Replay the programs on a virtual clock, delivering to the configured sink."""
     if end < start:
         fail(f"--to {end.isoformat()} is before --from {start.isoformat()}")
-    _configure_logging("WARNING")
+    _configure_logging(obj.settings, "WARNING")
     report = asyncio.run(simulate(_service(obj), start=start, end=end))
     d = report.delivery
     click.echo(

@@ -53,6 +53,8 @@ class Daemon:
         self.stop = asyncio.Event()
         self.running = False
         self.ticks = 0
+        self.failing = False
+        self._replan_owed = False
         self._lock = asyncio.Lock()
         self._last_event = -1
         self._scheduler: AsyncIOScheduler | None = None
@@ -73,7 +75,12 @@ class Daemon:
         scheduler.start()
         self.running = True
         log.info(
-            "action=started owner=%s programs=%d", self.service.owner, len(self.service.programs)
+            "started",
+            extra={
+                "action": "started",
+                "owner": self.service.owner,
+                "programs": len(self.service.programs),
+            },
         )
         try:
             await self.tick(replan=True)
@@ -85,14 +92,28 @@ class Daemon:
             async with self._lock:
                 scheduler.shutdown(wait=False)
             await self.service.close()
-            log.info("action=stopped owner=%s", self.service.owner)
+            log.info("stopped", extra={"action": "stopped", "owner": self.service.owner})
 
     async def watch_events(self) -> None:
         """Replan as soon as a new fact is recorded (by the CLI, the API, another replica)."""
-        last = await self.service.last_event_id()
+        try:
+            last = await self.service.last_event_id()
+        except Exception as exc:  # the database is down: the next poll tries again
+            self._trouble(exc)
+            return
         if last != self._last_event:
             self._last_event = last
             await self.tick(replan=True)
+
+    def _trouble(self, exc: Exception) -> None:
+        # One line per outage, not one per second: the polls keep failing until it is back.
+        if not self.failing:
+            log.error(
+                "tick failed",
+                exc_info=exc,
+                extra={"action": "tick_failed", "owner": self.service.owner},
+            )
+        self.failing = True
 
     async def tick(self, *, replan: bool = False) -> DeliveryReport | None:
         if self.stop.is_set():
@@ -100,21 +121,35 @@ class Daemon:
         async with self._lock:
             if self.stop.is_set():  # stopped while waiting for the tick in flight
                 return None
-            now = self.clock()
-            if replan:
-                await self.service.plan(now)
-            report = await self.service.deliver(now, stop=self.stop)
-            self.ticks += 1
-            wake = await self.service.next_due()
-            if wake is not None and self._scheduler is not None and not self.stop.is_set():
-                # APScheduler runs on the real clock, ``self.clock`` may not (``--now``, a
-                # test's fake clock): wake after the same delay, not at the same reading.
-                # Never in the past: APScheduler would run it at once, which is what we want.
-                delay = max(wake - self.clock(), timedelta(milliseconds=10))
-                self._scheduler.add_job(
-                    self.tick, "date", run_date=utc_now() + delay, id="wake", replace_existing=True
-                )
+            replan = replan or self._replan_owed
+            try:
+                report = await self._tick(replan)
+            except Exception as exc:  # database or network down: the sweep retries
+                self._replan_owed = self._replan_owed or replan
+                self._trouble(exc)
+                return None
+            self._replan_owed = False
+            if self.failing:
+                log.info("recovered", extra={"action": "recovered", "owner": self.service.owner})
+                self.failing = False
             return report
+
+    async def _tick(self, replan: bool) -> DeliveryReport:
+        now = self.clock()
+        if replan:
+            await self.service.plan(now)
+        report = await self.service.deliver(now, stop=self.stop)
+        self.ticks += 1
+        wake = await self.service.next_due()
+        if wake is not None and self._scheduler is not None and not self.stop.is_set():
+            # APScheduler runs on the real clock, ``self.clock`` may not (``--now``, a
+            # test's fake clock): wake after the same delay, not at the same reading.
+            # Never in the past: APScheduler would run it at once, which is what we want.
+            delay = max(wake - self.clock(), timedelta(milliseconds=10))
+            self._scheduler.add_job(
+                self.tick, "date", run_date=utc_now() + delay, id="wake", replace_existing=True
+            )
+        return report
 
 
 @dataclass(slots=True)

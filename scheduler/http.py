@@ -388,7 +388,7 @@ async def serve(app: Any, sock: socket.socket, stop: asyncio.Event) -> None:
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     host, port = sock.getsockname()[:2]
-    log.info("action=http_listening host=%s port=%d", host, port)
+    log.info("listening", extra={"action": "http_listening", "host": host, "port": port})
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -129,11 +129,15 @@ class Service:
         report = await asyncio.to_thread(work)
         if report.inserted or report.cancelled or report.updated:
             log.info(
-                "action=planned inserted=%d updated=%d cancelled=%d planned=%d",
-                report.inserted,
-                report.updated,
-                report.cancelled,
-                report.planned,
+                "planned",
+                extra={
+                    "action": "planned",
+                    "inserted": report.inserted,
+                    "updated": report.updated,
+                    "cancelled": report.cancelled,
+                    "planned": report.planned,
+                    "owner": self.owner,
+                },
             )
         return report
 
@@ -143,11 +147,15 @@ class Service:
         )
         if report.sent or report.failed or report.retried or report.skipped:
             log.info(
-                "action=delivered sent=%d retried=%d failed=%d skipped=%d",
-                report.sent,
-                report.retried,
-                report.failed,
-                report.skipped,
+                "delivered",
+                extra={
+                    "action": "delivered",
+                    "sent": report.sent,
+                    "retried": report.retried,
+                    "failed": report.failed,
+                    "skipped": report.skipped,
+                    "owner": self.owner,
+                },
             )
         return report
 

@@ -599,8 +599,14 @@ def test_tickler_run_serves_feeds_api_health_and_metrics_and_stops_on_sigterm(
 def _port(log: Path, process: subprocess.Popen[bytes]) -> int | None:
     if process.poll() is not None:
         raise AssertionError(f"tickler run exited {process.returncode}:\n{log.read_text()}")
-    found = re.search(r"action=http_listening host=\S+ port=(\d+)", log.read_text())
-    return int(found.group(1)) if found else None
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("action") == "http_listening":
+            return int(entry["port"])
+    return None
 
 
 def _sent(metrics: str) -> int:
