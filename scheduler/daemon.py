@@ -21,6 +21,9 @@ from jobs.deliver import DeliveryReport
 from scheduler.service import Service
 
 log = logging.getLogger("tickler")
+# APScheduler warns each time a wake is skipped because the previous one still runs: with
+# max_instances=1 that is the coalescing we want, not news.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 Clock = Callable[[], datetime]
 # The simulator replans every program at least this often.
 FULL_REPLAN = timedelta(days=30)

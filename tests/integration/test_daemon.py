@@ -13,23 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import ColumnElement, insert, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
 from config.loader import load_programs
 from config.programs import Program
@@ -42,23 +34,23 @@ from scheduler.db import (
     OutboxMessage,
     OutboxState,
     Person,
-    PersonKind,
     SupplierTier,
-    begin_write,
-    make_engine,
-    session_factory,
-    upgrade,
 )
-from scheduler.record import record
 from scheduler.service import Service, SingleReplicaError
+from tests.daemon_support import (
+    CONNECTIONS,
+    FINAL,
+    PROGRAM,
+    WAVE_1,
+    WAVE_2,
+    Database,
+    database,
+    sink_process,
+    start_daemon,
+    stop,
+    wait_while_running,
+)
 from tests.smtp_sink import Server, sinks
-
-PROGRAM = "conflict-minerals-2016"
-WAVE_1 = datetime(2017, 1, 9, 17, 0, tzinfo=UTC)  # 09:00 in Los Angeles
-WAVE_2 = datetime(2017, 1, 23, 17, 0, tzinfo=UTC)
-CONNECTIONS = 4  # SmtpTransport connections, and messages in flight at once
-REPO = Path(__file__).resolve().parents[2]
-FINAL = (OutboxState.SENT, OutboxState.SKIPPED)
 
 
 class FakeClock:
@@ -72,79 +64,6 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
-
-
-@dataclass
-class Database:
-    url: str
-    factory: sessionmaker[Session]
-
-    def messages(self, *where: ColumnElement[bool]) -> list[OutboxMessage]:
-        with self.factory() as session:
-            return list(session.scalars(select(OutboxMessage).where(*where)))
-
-    def message(self, identity: str) -> OutboxMessage:
-        [row] = self.messages(OutboxMessage.identity == identity)
-        return row
-
-    def due(self, now: datetime) -> list[OutboxMessage]:
-        return self.messages(OutboxMessage.due_at <= now)
-
-    def unfinished(self, now: datetime) -> list[OutboxMessage]:
-        """Return rows claimed, or pending and due at ``now``: work a daemon still owes."""
-        return [
-            m
-            for m in self.messages(
-                OutboxMessage.state.in_([OutboxState.PENDING, OutboxState.CLAIMED])
-            )
-            if m.state == OutboxState.CLAIMED or m.due_at <= now
-        ]
-
-    def add_suppliers(self, count: int, tier: SupplierTier, *, prefix: str = "S") -> list[str]:
-        """Insert ``count`` suppliers of one tier in one statement; return their person keys."""
-        rows = [
-            {
-                "kind": PersonKind.SUPPLIER,
-                "external_id": f"{prefix}{n:05d}",
-                "name": f"Supplier {prefix}{n:05d}",
-                "email": f"{prefix.lower()}{n:05d}@example.com",
-                "country": "US",
-                "tier": tier,
-                "owner_email": "buyer@example.com",
-                "created_at": WAVE_1 - timedelta(days=30),
-                "updated_at": WAVE_1 - timedelta(days=30),
-            }
-            for n in range(count)
-        ]
-        with self.factory.begin() as session:
-            session.execute(insert(Person), rows)
-        return [f"supplier:{row['external_id']}" for row in rows]
-
-    def record_response(self, person: str, at: datetime, programs: list[Program]) -> int:
-        """Record a complete CMRT from ``person`` the way the API does: one write transaction."""
-        with begin_write(self.factory) as session:
-            return record(
-                session,
-                kind="cmrt_response",
-                program=PROGRAM,
-                person=person,
-                at=at,
-                actor="test",
-                source="api",
-                payload={"complete": True},
-                programs={p.id: p for p in programs},
-                now=at,
-            )
-
-
-@contextmanager
-def database(url: str) -> Iterator[Database]:
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        yield Database(url=url, factory=session_factory(engine))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -452,111 +371,6 @@ async def test_second_daemon_on_one_sqlite_file_is_refused(
 
 
 # The daemon as a process: SIGKILL and SIGTERM in the middle of a wave ----------------------
-
-
-@dataclass
-class SinkProcess:
-    """``python -m tests.smtp_sink`` in its own process: it survives the daemon's death."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def ids(self) -> Counter[str]:
-        return Counter(self.log.read_text(encoding="ascii").split())
-
-    def count(self) -> int:
-        return len(self.ids())
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKLER_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-@contextmanager
-def sink_process(tmp_path: Path) -> Iterator[SinkProcess]:
-    log, out = tmp_path / "sink.log", tmp_path / "sink.out"
-    log.touch()
-    with out.open("wb") as stdout:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.smtp_sink", "--port", "0", "--log", str(log)],
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=_env(),
-        )
-    try:
-        wait_for(
-            lambda: out.read_text().strip().isdigit() or process.poll() is not None,
-            timeout=20,
-            what="the sink prints its port",
-        )
-        assert process.poll() is None, out.read_text()
-        yield SinkProcess(process=process, port=int(out.read_text().strip()), log=log)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def start_daemon(
-    db: Database, sink: SinkProcess, now: datetime, log: Path
-) -> subprocess.Popen[bytes]:
-    """Start ``tickler --now NOW run`` with a 2 s lease and a 1 s sweep; output goes to ``log``."""
-    env = _env() | {
-        "TICKLER_DATABASE_URL": db.url,
-        "TICKLER_SMTP_HOST": "127.0.0.1",
-        "TICKLER_SMTP_PORT": str(sink.port),
-        "TICKLER_SMTP_SECURITY": "none",
-        "TICKLER_SMTP_CONNECTIONS": str(CONNECTIONS),
-        "TICKLER_LEASE_SECONDS": "2",
-        "TICKLER_SWEEP_SECONDS": "1",
-        "TICKLER_MAILDIR": str(log.parent / "maildir"),
-        "TICKLER_HTTP_PORT": "0",  # any free port: tests may run side by side
-    }
-    command = "from scheduler.cli import main; main()"
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            [sys.executable, "-c", command, "--now", now.isoformat(), "run"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=log.parent,
-            env=env,
-        )
-
-
-def wait_while_running(
-    process: subprocess.Popen[bytes], condition: Callable[[], bool], log: Path, what: str
-) -> None:
-    def done() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the daemon exited {process.returncode}:\n{log.read_text()}")
-        return condition()
-
-    wait_for(done, timeout=60, what=what)
-
-
-def stop(process: subprocess.Popen[bytes], log: Path) -> float:
-    """SIGTERM the daemon; check it exits 0 within 10 s; return how long it took."""
-    start = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise AssertionError(f"no exit within 10 s of SIGTERM:\n{log.read_text()}") from None
-    assert code == 0, log.read_text()
-    return time.monotonic() - start
 
 
 @pytest.mark.slow

@@ -1,0 +1,343 @@
+"""Helpers for end-to-end tests of ``tickler run`` as a process, against real servers.
+
+A database of its own (``Database``), the SMTP sink as a separate process (``sink_process``)
+so that it outlives a daemon killed with SIGKILL, daemons started with the hidden ``--now``
+(``start_daemon``), waits with deadlines, and the accounting every such test reports: what
+was delivered, retried, recorded as failed and duplicated (``Tally``).
+
+Messages are counted by Message-ID at the server: that is what a recipient would see twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import ColumnElement, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.programs import Program
+from scheduler.db import (
+    OutboxMessage,
+    OutboxState,
+    Person,
+    PersonKind,
+    SupplierTier,
+    begin_write,
+    make_engine,
+    session_factory,
+    upgrade,
+)
+from scheduler.record import record
+
+# In ``conflict-minerals-2016`` wave 1 (contract manufacturers and direct suppliers) is due on
+# 2017-01-09 at 09:00 America/Los_Angeles, 17:00 UTC; wave 2 (indirect) two weeks later.
+PROGRAM = "conflict-minerals-2016"
+WAVE_1 = datetime(2017, 1, 9, 17, 0, tzinfo=UTC)  # 09:00 in Los Angeles
+WAVE_2 = datetime(2017, 1, 23, 17, 0, tzinfo=UTC)
+CONNECTIONS = 4  # SmtpTransport connections, and messages in flight at once
+REPO = Path(__file__).resolve().parents[1]
+FINAL = (OutboxState.SENT, OutboxState.SKIPPED)
+
+
+@dataclass
+class Database:
+    url: str
+    factory: sessionmaker[Session]
+
+    def messages(self, *where: ColumnElement[bool]) -> list[OutboxMessage]:
+        with self.factory() as session:
+            return list(session.scalars(select(OutboxMessage).where(*where)))
+
+    def message(self, identity: str) -> OutboxMessage:
+        [row] = self.messages(OutboxMessage.identity == identity)
+        return row
+
+    def due(self, now: datetime) -> list[OutboxMessage]:
+        return self.messages(OutboxMessage.due_at <= now)
+
+    def unfinished(self, now: datetime) -> list[OutboxMessage]:
+        """Return rows claimed, or pending and due at ``now``: work a daemon still owes."""
+        return [
+            m
+            for m in self.messages(
+                OutboxMessage.state.in_([OutboxState.PENDING, OutboxState.CLAIMED])
+            )
+            if m.state == OutboxState.CLAIMED or m.due_at <= now
+        ]
+
+    def add_suppliers(self, count: int, tier: SupplierTier, *, prefix: str = "S") -> list[str]:
+        """Insert ``count`` suppliers of one tier in one statement; return their person keys."""
+        rows = [
+            {
+                "kind": PersonKind.SUPPLIER,
+                "external_id": f"{prefix}{n:05d}",
+                "name": f"Supplier {prefix}{n:05d}",
+                "email": f"{prefix.lower()}{n:05d}@example.com",
+                "country": "US",
+                "tier": tier,
+                "owner_email": "buyer@example.com",
+                "created_at": WAVE_1 - timedelta(days=30),
+                "updated_at": WAVE_1 - timedelta(days=30),
+            }
+            for n in range(count)
+        ]
+        with self.factory.begin() as session:
+            session.execute(insert(Person), rows)
+        return [f"supplier:{row['external_id']}" for row in rows]
+
+    def record_response(self, person: str, at: datetime, programs: list[Program]) -> int:
+        """Record a complete CMRT from ``person`` the way the API does: one write transaction."""
+        with begin_write(self.factory) as session:
+            return record(
+                session,
+                kind="cmrt_response",
+                program=PROGRAM,
+                person=person,
+                at=at,
+                actor="test",
+                source="api",
+                payload={"complete": True},
+                programs={p.id: p for p in programs},
+                now=at,
+            )
+
+
+@contextmanager
+def database(url: str) -> Iterator[Database]:
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        yield Database(url=url, factory=session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
+    """Wait until ``condition()`` holds (polling); return how long that took."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def child_env() -> dict[str, str]:
+    """Return this process's environment without ``TICKLER_…``, with the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKLER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# The SMTP sink as a process ----------------------------------------------------------------
+
+
+@dataclass
+class SinkProcess:
+    """``python -m tests.smtp_sink`` in its own process: it survives the daemon's death."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def ids(self) -> Counter[str]:
+        return Counter(self.log.read_text(encoding="ascii").split())
+
+    def count(self) -> int:
+        return len(self.ids())
+
+
+@contextmanager
+def sink_process(tmp_path: Path, port: int = 0) -> Iterator[SinkProcess]:
+    """Run the sink on ``port`` (0: any free port); its log of Message-IDs is kept."""
+    log, out = tmp_path / "sink.log", tmp_path / "sink.out"
+    log.touch()
+    with out.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.smtp_sink", "--port", str(port), "--log", str(log)],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=child_env(),
+        )
+    try:
+        wait_for(
+            lambda: out.read_text().strip().isdigit() or process.poll() is not None,
+            timeout=20,
+            what="the sink prints its port",
+        )
+        assert process.poll() is None, out.read_text()
+        yield SinkProcess(process=process, port=int(out.read_text().strip()), log=log)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# The daemon as a process -------------------------------------------------------------------
+
+
+def start_daemon(
+    db: Database,
+    sink: SinkProcess | int | None,
+    now: datetime,
+    log: Path,
+    **settings: object,
+) -> subprocess.Popen[bytes]:
+    """Start ``tickler --now NOW run``; its output (JSON log lines) goes to ``log``.
+
+    ``sink`` is the SMTP server, or its port (a server that may not be running yet), or None
+    for the Maildir. Defaults: 2 s lease, 1 s sweep, ``CONNECTIONS`` connections, any free
+    HTTP port; ``settings`` override them or add others (``smtp_timeout=1`` sets
+    ``TICKLER_SMTP_TIMEOUT=1``).
+    """
+    values: dict[str, object] = {
+        "database_url": db.url,
+        "smtp_security": "none",
+        "smtp_connections": CONNECTIONS,
+        "lease_seconds": 2,
+        "sweep_seconds": 1,
+        "maildir": log.parent / "maildir",
+        "http_port": 0,  # any free port: tests may run side by side
+    }
+    if sink is not None:
+        values["smtp_host"] = "127.0.0.1"
+        values["smtp_port"] = sink if isinstance(sink, int) else sink.port
+    values.update(settings)
+    env = child_env() | {f"TICKLER_{key.upper()}": str(value) for key, value in values.items()}
+    command = "from scheduler.cli import main; main()"
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", command, "--now", now.isoformat(), "run"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+            env=env,
+        )
+
+
+def wait_while_running(
+    process: subprocess.Popen[bytes],
+    condition: Callable[[], bool],
+    log: Path,
+    what: str,
+    *,
+    timeout: float = 60,
+) -> float:
+    """Wait for ``condition``, failing at once (with its log) if the daemon exits."""
+
+    def done() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the daemon exited {process.returncode}:\n{log.read_text()}")
+        return condition()
+
+    return wait_for(done, timeout=timeout, what=what)
+
+
+def stop(process: subprocess.Popen[bytes], log: Path) -> float:
+    """SIGTERM the daemon; check it exits 0 within 10 s; return how long it took."""
+    start = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"no exit within 10 s of SIGTERM:\n{log.read_text()}") from None
+    assert code == 0, log.read_text()
+    return time.monotonic() - start
+
+
+def log_records(log: Path) -> list[dict[str, object]]:
+    """Return the JSON log records a daemon wrote to ``log`` (other lines are skipped)."""
+    records = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def http_port(process: subprocess.Popen[bytes], log: Path) -> int:
+    """Wait for the daemon's ``http_listening`` log line; return the port it names."""
+    found: list[int] = []
+
+    def listening() -> bool:
+        found.extend(
+            int(str(r["port"])) for r in log_records(log) if r.get("action") == "http_listening"
+        )
+        return bool(found)
+
+    wait_while_running(process, listening, log, "the HTTP server listens", timeout=30)
+    return found[0]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """GET /metrics; return each sample (``name{labels}``) and its value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+# Accounting --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tally:
+    """What happened to a set of outbox rows, as the server and the database tell it.
+
+    delivered: distinct Message-IDs the server accepted; retried: attempts beyond the first
+    (``attempts`` counts claims, so a reaped lease counts too); failed: rows recorded as
+    failed; duplicates: extra copies the server accepted (a Message-ID twice is one).
+    """
+
+    messages: int
+    delivered: int
+    retried: int
+    failed: int
+    duplicates: int
+
+    @classmethod
+    def of(cls, rows: Iterable[OutboxMessage], received: Counter[str]) -> Tally:
+        rows = list(rows)
+        ids = {m.message_id for m in rows}
+        return cls(
+            messages=len(rows),
+            delivered=sum(1 for mid in ids if received[mid] > 0),
+            retried=sum(max(m.attempts - 1, 0) for m in rows),
+            failed=sum(1 for m in rows if m.state == OutboxState.FAILED),
+            duplicates=sum(received[mid] - 1 for mid in ids if received[mid] > 1),
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"{self.messages} messages: delivered {self.delivered}, retried {self.retried}, "
+            f"failed {self.failed}, duplicates {self.duplicates}"
+        )
