@@ -21,9 +21,6 @@ from jobs.deliver import DeliveryReport
 from scheduler.service import Service
 
 log = logging.getLogger("tickler")
-# APScheduler warns each time a wake is skipped because the previous one still runs: with
-# max_instances=1 that is the coalescing we want, not news.
-logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 Clock = Callable[[], datetime]
 # The simulator replans every program at least this often.
 FULL_REPLAN = timedelta(days=30)
@@ -141,7 +138,7 @@ class Daemon:
         now = self.clock()
         if replan:
             await self.service.plan(now)
-        report = await self.service.deliver(now, stop=self.stop)
+        report = await self.service.deliver(now, stop=self.stop, clock=self.clock)
         self.ticks += 1
         wake = await self.service.next_due()
         if wake is not None and self._scheduler is not None and not self.stop.is_set():

@@ -198,4 +198,9 @@ def configure_logging(
     quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+    # APScheduler warns each time a wake is skipped because the previous one still runs: with
+    # max_instances=1 that is the coalescing the daemon wants, not news.
+    logging.getLogger("apscheduler.scheduler").setLevel(
+        logging.NOTSET if quiet == logging.NOTSET else logging.ERROR
+    )
     return handler
