@@ -9,6 +9,7 @@ from calendars.notices import (
     DAY,
     Fact,
     Notice,
+    NoticeMaker,
     ObligationState,
     PersonView,
     Plan,
@@ -40,37 +41,16 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
     notices: list[Notice] = []
     obligations: list[ObligationState] = []
 
-    def notice(
-        person: PersonView | None,
-        to: str,
-        to_key: str,
-        job: str,
-        step: str,
-        due: datetime,
-        expires: datetime,
-        **context: object,
-    ) -> None:
-        notices.append(
-            Notice(
-                program=program.id,
-                occurrence=occurrence,
-                person_id=person.id if person else None,
-                recipient_key=to_key,
-                recipient=to,
-                job=job,
-                step=step,
-                template=job,
-                context={
-                    "program_name": program.name,
-                    "reporting_year": program.reporting_year,
-                    "form_sd_due": cm.due_date(program).isoformat(),
-                    "name": person.name if person else "",
-                    **context,
-                },
-                due=due,
-                expires=expires,
-            )
-        )
+    notice = NoticeMaker(
+        program.id,
+        occurrence,
+        {
+            "program_name": program.name,
+            "reporting_year": program.reporting_year,
+            "form_sd_due": cm.due_date(program).isoformat(),
+        },
+        notices,
+    )
 
     for supplier in snapshot.people:
         if supplier.kind != "supplier" or (wave := supplier_wave(program, supplier)) is None:
@@ -79,8 +59,6 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
         sent = at_send_time(program, wave.send)
         notice(
             supplier,
-            supplier.email,
-            supplier.key,
             "cmrt_request",
             f"request/{wave.key}",
             sent,
@@ -99,8 +77,6 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
                 # A follow-up superseded by the next one has lost its purpose.
                 notice(
                     supplier,
-                    supplier.email,
-                    supplier.key,
                     "cmrt_follow_up",
                     f"follow-up/{wave.key}/{n}",
                     at,
@@ -113,8 +89,6 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
                 owner = supplier.owner_email or snapshot.team.compliance
                 notice(
                     supplier,
-                    owner,
-                    owner,
                     "cmrt_escalation",
                     f"escalation/{supplier.key}",
                     escalation,
@@ -124,6 +98,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
                     supplier_id=supplier.external_id,
                     response_due=response_due,
                     follow_ups=len(follow_ups),
+                    to=owner,
                 )
                 if now >= escalation:
                     state = "escalated"
@@ -141,8 +116,6 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
                 stop = times[k + 1] if k + 1 < steps else due_sd
                 notice(
                     supplier,
-                    supplier.email,
-                    supplier.key,
                     "cmrt_correction",
                     f"correction/{fact.id}/{k}",
                     at,
@@ -168,25 +141,23 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
         day = cm.milestone_date(program, milestone, cm.due_date(program))
         notice(
             None,
-            team,
-            team,
             "cmrt_milestone",
             f"milestone/{milestone.key}",
             at_send_time(program, day),
             at_send_time(program, day) + DAY,
             title=milestone.title,
             date=day.isoformat(),
+            to=team,
         )
     for label, offset in (("week-before", 7), ("due", 0)):
         day = cm.due_date(program) - timedelta(days=offset)
         notice(
             None,
-            team,
-            team,
             "form_sd_reminder",
             f"form-sd/{label}",
             at_send_time(program, day),
             due_sd + DAY,
             days_left=offset,
+            to=team,
         )
     return Plan(notices=notices, obligations=obligations)

@@ -10,7 +10,7 @@ from calendars.clock import before
 from calendars.notices import (
     DAY,
     Fact,
-    Notice,
+    NoticeMaker,
     ObligationState,
     PersonView,
     Plan,
@@ -91,47 +91,26 @@ def _plan_cycle(
     opens, due = at_send_time(program, cycle.opens), at_send_time(program, cycle.due)
     ack = _ack_for(acks, person.id, opens)
 
-    def notice(
-        to: str,
-        to_key: str,
-        job: str,
-        step: str,
-        at: datetime,
-        expires: datetime,
-        **context: object,
-    ) -> None:
-        result.notices.append(
-            Notice(
-                program=program.id,
-                occurrence=cycle.key,
-                person_id=person.id,
-                recipient_key=to_key,
-                recipient=to,
-                job=job,
-                step=step,
-                template=job,
-                context={
-                    "program_name": program.name,
-                    "name": person.name,
-                    "policy_version": program.policy_version,
-                    "due": cycle.due.isoformat(),
-                    "onboarding": cycle.onboarding,
-                    **context,
-                },
-                due=at,
-                expires=expires,
-            )
-        )
+    notice = NoticeMaker(
+        program.id,
+        cycle.key,
+        {
+            "program_name": program.name,
+            "policy_version": program.policy_version,
+            "due": cycle.due.isoformat(),
+            "onboarding": cycle.onboarding,
+        },
+        result.notices,
+    )
 
-    notice(person.email, person.key, "fcpa_request", "request", opens, due + 30 * DAY)
+    notice(person, "fcpa_request", "request", opens, due + 30 * DAY)
     state = "acknowledged" if ack else ("overdue" if now >= due else "pending")
     if ack is None:
         for text in program.reminders_before:
             at = utc(before(due.astimezone(program.zone), parse_offset(text), program.zone))
             if at > opens:
                 notice(
-                    person.email,
-                    person.key,
+                    person,
                     "fcpa_reminder",
                     f"reminder/{text}",
                     at,
@@ -147,8 +126,7 @@ def _plan_cycle(
         stops = [*follow[1:], escalation or last + step]
         for n, (at, stop) in enumerate(zip(follow, stops, strict=True), start=1):
             notice(
-                person.email,
-                person.key,
+                person,
                 "fcpa_overdue",
                 f"overdue/{n}",
                 at,
@@ -158,8 +136,7 @@ def _plan_cycle(
             )
         if escalation is not None:
             notice(
-                officer,
-                officer,
+                person,
                 "fcpa_escalation",
                 f"escalation/{person.key}",
                 escalation,
@@ -167,6 +144,7 @@ def _plan_cycle(
                 person=person.name,
                 person_email=person.email,
                 role=person.role or "",
+                to=officer,
             )
             if now >= escalation:
                 state = "escalated"

@@ -171,3 +171,51 @@ def later(*values: datetime) -> datetime:
 
 
 DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeMaker:
+    """Append a program occurrence's notices to ``out``, each with the shared ``base`` context.
+
+    The recipient is the person unless ``to`` says otherwise (an escalation goes to an internal
+    owner); the template is the job's name.
+    """
+
+    program: str
+    occurrence: str
+    base: Mapping[str, Any]
+    out: list[Notice]
+
+    def __call__(
+        self,
+        person: PersonView | None,
+        job: str,
+        step: str,
+        due: datetime,
+        expires: datetime,
+        /,
+        *,
+        to: str | None = None,
+        **context: Any,
+    ) -> None:
+        if to is not None:
+            key = address = to
+        elif person is not None:
+            key, address = person.key, person.email
+        else:
+            raise ValueError(f"{self.program}/{job}: a notice needs a person or an address")
+        self.out.append(
+            Notice(
+                program=self.program,
+                occurrence=self.occurrence,
+                person_id=person.id if person else None,
+                recipient_key=key,
+                recipient=address,
+                job=job,
+                step=step,
+                template=job,
+                context={**self.base, "name": person.name if person else "", **context},
+                due=due,
+                expires=expires,
+            )
+        )

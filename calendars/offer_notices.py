@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -23,6 +23,7 @@ from calendars.notices import (
     Fact,
     GrantView,
     Notice,
+    NoticeMaker,
     ObligationState,
     PersonView,
     Plan,
@@ -154,46 +155,26 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
     cutoff_text = f"{d.cutoff:%A %-d %B %Y, %-I:%M %p} {d.cutoff.tzname()}"
     announce = at_send_time(program, program.open)
 
-    def notice(
-        h: Holding, job: str, step: str, due: datetime, expires: datetime, **context: object
-    ) -> None:
-        p = h.person
-        notices.append(
-            Notice(
-                program=program.id,
-                occurrence=occurrence,
-                person_id=p.id,
-                recipient_key=p.key,
-                recipient=p.email,
-                job=job,
-                step=step,
-                template=job,
-                context={
-                    "program_name": program.name,
-                    "name": p.name,
-                    "cutoff": cutoff_text,
-                    "cutoff_utc": cutoff.isoformat(),
-                    "grant_date": d.grant.isoformat(),
-                    "exercise_price_date": d.exercise_price.isoformat(),
-                    "grants": h.summary(),
-                    "new_shares": h.new_shares,
-                    **context,
-                },
-                due=due,
-                expires=expires,
-            )
-        )
+    shared = {
+        "program_name": program.name,
+        "cutoff": cutoff_text,
+        "cutoff_utc": cutoff.isoformat(),
+        "grant_date": d.grant.isoformat(),
+        "exercise_price_date": d.exercise_price.isoformat(),
+    }
 
     for h in holdings(program, snapshot.people, snapshot.grants):
+        holding = {"grants": h.summary(), "new_shares": h.new_shares}
+        notice = NoticeMaker(program.id, occurrence, shared | holding, notices)
         pid = h.person.id
         election = elected_at(choices, pid)
-        notice(h, "offer_announcement", "announcement", announce, cutoff)
+        notice(h.person, "offer_announcement", "announcement", announce, cutoff)
         for p in program.presentations:
             key = f"presentation/{p.key}"
             seq, changed = snapshot.versions.get(key, (0, announce))
             start = localize(p.start, program.zone)
             notice(
-                h,
+                h.person,
                 "presentation_invitation",
                 f"invite/{p.key}/{seq}",
                 # The first invitation goes with the announcement; an update when it changed.
@@ -212,7 +193,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
             }:
                 # A meeting removed from the file: cancel it in every invitee's calendar.
                 notice(
-                    h,
+                    h.person,
                     "presentation_cancellation",
                     f"cancel/{key}/{seq}",
                     changed,
@@ -232,7 +213,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                 if since is not None and utc(at) <= since:
                     continue
                 notice(
-                    h,
+                    h.person,
                     "cutoff_reminder",
                     f"cutoff-reminder/{text}/{cutoff.isoformat()}{epoch}",
                     utc(at),
@@ -242,7 +223,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
         for fact in choices:
             if fact.person_id == pid:
                 notice(
-                    h,
+                    h.person,
                     f"{fact.kind}_receipt",
                     f"receipt/{fact.id}",
                     fact.at,
@@ -253,7 +234,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
             new_cutoff = utc(localize(ext.cutoff, program.zone))
             announced = at_send_time(program, ext.announced)
             notice(
-                h,
+                h.person,
                 "offer_extension",
                 f"extension/{new_cutoff.isoformat()}",
                 min(announced, new_cutoff),
@@ -262,7 +243,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
         state = "elected" if election else "not_elected"
         if election is not None:
             notice(
-                h,
+                h.person,
                 "promise_to_grant",
                 "promise",
                 at_send_time(program, d.promise_to_grant),
@@ -291,7 +272,7 @@ def _after_cutoff(
     h: Holding,
     d: ox.OfferDates,
     now: datetime,
-    notice: Callable[..., None],
+    notice: NoticeMaker,
 ) -> str:
     """Plan the grant and vesting notices of a participant; return their obligation state."""
     if not h.person.employed_on(d.grant):
@@ -302,14 +283,14 @@ def _after_cutoff(
             else "elected"
         )
     grant_at = at_send_time(program, d.grant)
-    notice(h, "grant_notice", "grant", grant_at, grant_at + 30 * DAY)
+    notice(h.person, "grant_notice", "grant", grant_at, grant_at + 30 * DAY)
     tranches = ox.vesting(program, shares=h.new_shares, grant=d.grant)
     for t in tranches:
         if not h.person.employed_on(t.date):
             break
         at = at_send_time(program, t.date)
         notice(
-            h,
+            h.person,
             "vesting_notice",
             f"vesting/{t.index}",
             at,
