@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     sweep_seconds: float = Field(default=60.0, gt=0, description="Safety-net sweep period")
     lease_seconds: float = Field(default=300.0, gt=0, description="Claim lease of a send")
     max_attempts: int = Field(default=8, ge=1, description="Temporary failures before giving up")
+    retry_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Wait before the first retry; doubles per attempt"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one object per line; text: for a terminal"

@@ -129,29 +129,57 @@ async def deliver_due(
     owner: str,
     now: datetime,
     stop: asyncio.Event | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> DeliveryReport:
     """Send every message due at ``now``, batch by batch, until none is left (or ``stop``).
 
     ``stop`` is checked between batches: a shutdown finishes the sends in flight, then returns.
+    ``clock`` (the daemon's) is read again before each later batch: a lease must run from its
+    claim, not from the start of a run that may outlast it (another replica would reap the
+    batch while it is being sent, and send it again); and a message whose lease is half gone
+    before a connection is free for it is given back unsent, for the same reason.
     """
     total = DeliveryReport()
     gate = asyncio.Semaphore(options.concurrency)
     finisher = _Finisher(factory)
+    failure: BaseException | None = None
     while stop is None or not stop.is_set():
         claimed = await asyncio.to_thread(_claim, factory, options, owner, now)
         if not claimed:
             return total
 
-        async def one(message: outbox.ClaimedMessage) -> DeliveryReport:
+        async def one(message: outbox.ClaimedMessage, at: datetime) -> DeliveryReport:
+            nonlocal failure
             # The slot is held until the outcome is committed: at most ``concurrency``
             # messages are ever accepted by the server and not yet recorded as sent.
             async with gate:
-                return await _deliver_one(
-                    factory, finisher, transport, options, message, owner=owner, now=now
-                )
+                if failure is not None:
+                    # An outcome could not be committed (the database is down): sending the
+                    # rest of the batch would send messages the reaper will send again.
+                    return DeliveryReport()
+                current = clock() if clock is not None else at
+                if current > message.lease_until - options.lease / 2:
+                    # Most of its lease went by waiting for a connection: another replica
+                    # may reap it while it is on the wire and send it again. Give it back
+                    # unsent; the next claim (maybe this worker's) comes with a fresh lease.
+                    mid = message.id
+                    await finisher.finish(lambda s: outbox.release(s, mid, owner, current))
+                    return DeliveryReport()
+                try:
+                    return await _deliver_one(
+                        factory, finisher, transport, options, message, owner=owner, now=at
+                    )
+                except BaseException as exc:
+                    failure = failure or exc
+                    raise
 
-        for report in await asyncio.gather(*(one(m) for m in claimed)):
+        reports = await asyncio.gather(*(one(m, now) for m in claimed), return_exceptions=True)
+        for report in reports:
+            if isinstance(report, BaseException):
+                raise failure or report  # the first failure, once the batch has stopped
             total.add(report)
+        if clock is not None:
+            now = clock()
     return total
 
 

@@ -2,8 +2,9 @@
 
 A template is ``TEMPLATE.txt``: a ``Subject:`` line, then the body. ``TEMPLATE.html``, when
 present, is the HTML body; otherwise the HTML part is the text body, escaped, in paragraphs.
-Templates come from the configured directory first, then the shipped ones. A variable the
-context lacks is an error (StrictUndefined), never a silently blank sentence.
+Templates come from the configured directory first, then the shipped ones, and are read and
+compiled once per process (edit an override, then restart). A variable the context lacks is an
+error (StrictUndefined), never a silently blank sentence.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     select_autoescape,
 )
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +49,30 @@ def environment(template_dir: Path | None) -> Environment:
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         keep_trailing_newline=True,
+        # Settings are read once at start; so are templates. Reloading would stat each file at
+        # every message, and the .html that does not exist would be looked for at every message.
+        auto_reload=False,
     )
+
+
+@cache
+def _template(template_dir: Path | None, name: str) -> Template | None:
+    """Return the compiled template ``name``, None if there is none (a cached answer too)."""
+    try:
+        return environment(template_dir).get_template(name)
+    except TemplateNotFound:
+        return None
 
 
 def render(template: str, context: Mapping[str, Any], template_dir: Path | None = None) -> Rendered:
     """Render ``template`` with ``context`` into a subject, a text body and an HTML body."""
-    env = environment(template_dir)
     try:
-        source = env.get_template(f"{template}.txt").render(context)
-    except TemplateNotFound:
-        raise TemplateError(f"no template {template}.txt") from None
+        found = _template(template_dir, f"{template}.txt")
+        source = None if found is None else found.render(context)
     except Exception as exc:  # jinja2 raises many types; all mean the same to the sender
         raise TemplateError(f"{template}.txt: {exc}") from None
+    if source is None:
+        raise TemplateError(f"no template {template}.txt")
     head, _, body = source.partition("\n")
     if not head.startswith("Subject:"):
         raise TemplateError(f"{template}.txt must start with a 'Subject:' line")
@@ -66,18 +80,17 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
     subject = " ".join(head.removeprefix("Subject:").split())
     text = body.strip() + "\n"
     try:
-        html = env.get_template(f"{template}.html").render(context)
-    except TemplateNotFound:
-        html = _paragraphs(text)
+        found = _template(template_dir, f"{template}.html")
+        html = _paragraphs(text) if found is None else found.render(context)
     except Exception as exc:
         raise TemplateError(f"{template}.html: {exc}") from None
     return Rendered(subject=subject, text=text, html=html)
 
 
 def _paragraphs(text: str) -> str:
-    parts = [p for p in text.split("\n\n") if p.strip()]
+    # Escaping leaves line breaks where they are: escape once, then cut into paragraphs.
+    escaped = str(escape(text))
     body = "".join(
-        Markup("<p>{}</p>\n").format(Markup("<br>\n").join(escape(line) for line in p.splitlines()))
-        for p in parts
+        "<p>" + "<br>\n".join(p.splitlines()) + "</p>\n" for p in escaped.split("\n\n") if p.strip()
     )
     return f"<!doctype html>\n<html><body>\n{body}</body></html>\n"

@@ -428,6 +428,22 @@ def begin_write(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+# pg_advisory_xact_lock key held while planning ("plan" in ASCII).
+PLANNING_LOCK = 0x706C616E
+
+
+def lock_planning(session: Session) -> None:
+    """On PostgreSQL, wait until no other replica is planning; hold the lock until commit.
+
+    Why: planning reads, then inserts and updates (event versions, the outbox, obligations).
+    Replicas planning the same facts at once raced on the same new rows (a unique violation
+    on ``event_versions`` made every replica but one fail its first tick). SQLite needs no
+    such lock: ``begin_write`` already takes its write lock first, and it runs one replica.
+    """
+    if dialect_name(session) == "postgresql":
+        session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({PLANNING_LOCK})")
+
+
 def _has_connection(session: Session) -> bool:
     # A transaction begun with ``session.begin()`` holds no connection until its first
     # statement: that case is fine. ``SessionTransaction.connections`` is new in SQLAlchemy 2.1.7.

@@ -14,7 +14,6 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -23,7 +22,13 @@ import aiosmtplib
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import Default
 
-from scheduler.mime import OutgoingMessage, build_mime, envelope_recipients, envelope_sender
+from scheduler.mime import (
+    OutgoingMessage,
+    build_mime,
+    envelope_recipients,
+    envelope_sender,
+    mime_bytes,
+)
 
 __all__ = [
     "DeliveryResult",
@@ -140,6 +145,14 @@ class _Client(aiosmtplib.SMTP):
         return await super().data(message, timeout=timeout)
 
 
+def _mail_options(sender: str, recipients: list[str]) -> list[str]:
+    # What send_message() would add. A non-ASCII domain (the header has its IDNA form) needs
+    # a server with SMTPUTF8; without it aiosmtplib raises SMTPNotSupported: permanent.
+    if sender.isascii() and all(address.isascii() for address in recipients):
+        return []
+    return ["SMTPUTF8"]
+
+
 class _StaleConnection(Exception):
     """A reused connection failed before DATA: nothing was sent, a fresh one may retry."""
 
@@ -216,7 +229,7 @@ class SmtpTransport:
         if self._closed:
             raise RuntimeError("SmtpTransport is closed")
         try:
-            mime = build_mime(msg, date=date)
+            data = mime_bytes(msg, date=date)
             sender = envelope_sender(msg)
             recipients = envelope_recipients(msg)
         except ValueError as exc:
@@ -225,7 +238,7 @@ class SmtpTransport:
         client = await self._pool.get()
         keep: _Client | None = None
         try:
-            result, keep = await self._send_on(client, mime, sender, recipients)
+            result, keep = await self._send_on(client, data, sender, recipients)
         finally:
             if keep is not None and self._closed:
                 keep.close()
@@ -252,11 +265,11 @@ class SmtpTransport:
             await asyncio.sleep(0.01)
 
     async def _send_on(
-        self, client: _Client | None, mime: EmailMessage, sender: str, recipients: list[str]
+        self, client: _Client | None, data: bytes, sender: str, recipients: list[str]
     ) -> tuple[DeliveryResult, _Client | None]:
         if client is not None and client.is_connected:
             try:
-                return await self._transact(client, mime, sender, recipients, reused=True)
+                return await self._transact(client, data, sender, recipients, reused=True)
             except _StaleConnection:
                 pass
         elif client is not None:
@@ -272,20 +285,23 @@ class SmtpTransport:
         except BaseException:
             client.close()
             raise
-        return await self._transact(client, mime, sender, recipients, reused=False)
+        return await self._transact(client, data, sender, recipients, reused=False)
 
     async def _transact(
         self,
         client: _Client,
-        mime: EmailMessage,
+        data: bytes,
         sender: str,
         recipients: list[str],
         *,
         reused: bool,
     ) -> tuple[DeliveryResult, _Client | None]:
         client.data_started = False
+        options = _mail_options(sender, recipients)
         try:
-            refused, reply = await client.send_message(mime, sender=sender, recipients=recipients)
+            # The bytes as built, not send_message(): that would serialise an EmailMessage
+            # again with email.policy.SMTP, which costs more than the rest of the send.
+            refused, reply = await client.sendmail(sender, recipients, data, mail_options=options)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
             client.close()
             if reused and not client.data_started:
@@ -370,11 +386,10 @@ class MaildirTransport:
     async def send(self, msg: OutgoingMessage, *, date: datetime) -> DeliveryResult:
         """Write msg into the Maildir's new/ folder and report the outcome."""
         try:
-            mime = build_mime(msg, date=date)
+            # Files in a Maildir use the local line ending, not SMTP's CRLF.
+            data = mime_bytes(msg, date=date, linesep="\n")
         except ValueError as exc:
             return _invalid(exc)
-        # Files in a Maildir use the local line ending, not SMTP's CRLF.
-        data = mime.as_bytes(policy=mime.policy.clone(linesep="\n"))
         try:
             async with self._lock:
                 key = await asyncio.to_thread(self._write, data)

@@ -393,6 +393,20 @@ def mark_skipped(session: Session, id: int, owner: str, reason: str, now: dateti
     return _finish(session, id, owner, now, state=OutboxState.SKIPPED, last_error=reason)
 
 
+def release(session: Session, id: int, owner: str, now: datetime) -> bool:
+    """Give message ``id`` back unsent: pending again at once, its claim not counted as an
+    attempt. False if ``owner`` no longer holds the lease."""
+    return _finish(
+        session,
+        id,
+        owner,
+        now,
+        state=OutboxState.PENDING,
+        lease_owner=None,
+        attempts=_c.attempts - 1,
+    )
+
+
 def _finish(session: Session, id: int, owner: str, now: datetime, **values: Any) -> bool:
     # The WHERE clause is the ownership test: exactly one row changes if this worker still
     # holds the lease, none if it was reaped or taken over. ``lease_until`` is not checked: an

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -23,7 +23,14 @@ from config.settings import Settings
 from jobs.deliver import DeliveryOptions, DeliveryReport, deliver_due
 from jobs.planning import PlanReport, replan
 from scheduler import outbox
-from scheduler.db import EventLog, begin_write, make_engine, session_factory, upgrade
+from scheduler.db import (
+    EventLog,
+    begin_write,
+    lock_planning,
+    make_engine,
+    session_factory,
+    upgrade,
+)
 from scheduler.mail import MaildirTransport, SmtpTransport, Transport
 from scheduler.snapshot import FACT_KINDS
 
@@ -74,6 +81,7 @@ class Service:
             template_dir=settings.template_dir,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
+            backoff=timedelta(seconds=settings.retry_backoff_seconds),
             concurrency=settings.smtp_connections,
         )
         self.team = Team(
@@ -118,6 +126,7 @@ class Service:
 
         def work() -> PlanReport:
             with begin_write(self.factory) as session:
+                lock_planning(session)
                 return replan(
                     session,
                     programs=programs,
@@ -141,9 +150,20 @@ class Service:
             )
         return report
 
-    async def deliver(self, now: datetime, stop: asyncio.Event | None = None) -> DeliveryReport:
+    async def deliver(
+        self,
+        now: datetime,
+        stop: asyncio.Event | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> DeliveryReport:
         report = await deliver_due(
-            self.factory, self.transport, self.options, owner=self.owner, now=now, stop=stop
+            self.factory,
+            self.transport,
+            self.options,
+            owner=self.owner,
+            now=now,
+            stop=stop,
+            clock=clock,
         )
         if report.sent or report.failed or report.retried or report.skipped:
             log.info(

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,14 +199,16 @@ def sink_process(tmp_path: Path, port: int = 0) -> Iterator[SinkProcess]:
 # The daemon as a process -------------------------------------------------------------------
 
 
-def start_daemon(
-    db: Database,
-    sink: SinkProcess | int | None,
-    now: datetime,
-    log: Path,
-    **settings: object,
-) -> subprocess.Popen[bytes]:
-    """Start ``tickler --now NOW run``; its output (JSON log lines) goes to ``log``.
+def daemon_command(now: datetime) -> list[str]:
+    """Return the command line of ``tickler --now NOW run`` (the daemon's clock starts at NOW)."""
+    command = "from scheduler.cli import main; main()"
+    return [sys.executable, "-c", command, "--now", now.isoformat(), "run"]
+
+
+def daemon_env(
+    db: Database, sink: SinkProcess | int | None, workdir: Path, **settings: object
+) -> dict[str, str]:
+    """Return the environment of a daemon over ``db`` sending to ``sink``.
 
     ``sink`` is the SMTP server, or its port (a server that may not be running yet), or None
     for the Maildir. Defaults: 2 s lease, 1 s sweep, ``CONNECTIONS`` connections, any free
@@ -217,22 +221,28 @@ def start_daemon(
         "smtp_connections": CONNECTIONS,
         "lease_seconds": 2,
         "sweep_seconds": 1,
-        "maildir": log.parent / "maildir",
+        "maildir": workdir / "maildir",
         "http_port": 0,  # any free port: tests may run side by side
     }
     if sink is not None:
         values["smtp_host"] = "127.0.0.1"
         values["smtp_port"] = sink if isinstance(sink, int) else sink.port
     values.update(settings)
-    env = child_env() | {f"TICKLER_{key.upper()}": str(value) for key, value in values.items()}
-    command = "from scheduler.cli import main; main()"
+    return child_env() | {f"TICKLER_{key.upper()}": str(value) for key, value in values.items()}
+
+
+def start_daemon(
+    db: Database,
+    sink: SinkProcess | int | None,
+    now: datetime,
+    log: Path,
+    **settings: object,
+) -> subprocess.Popen[bytes]:
+    """Start ``tickler --now NOW run`` (see ``daemon_env``); its output goes to ``log``."""
+    env = daemon_env(db, sink, log.parent, **settings)
     with log.open("ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-c", command, "--now", now.isoformat(), "run"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=log.parent,
-            env=env,
+            daemon_command(now), stdout=output, stderr=subprocess.STDOUT, cwd=log.parent, env=env
         )
 
 
@@ -266,6 +276,35 @@ def stop(process: subprocess.Popen[bytes], log: Path) -> float:
         raise AssertionError(f"no exit within 10 s of SIGTERM:\n{log.read_text()}") from None
     assert code == 0, log.read_text()
     return time.monotonic() - start
+
+
+def stop_all(daemons: Iterable[tuple[subprocess.Popen[bytes], Path]], timeout: float = 30) -> None:
+    """SIGTERM every daemon at once; check each exits 0 within ``timeout`` seconds."""
+    daemons = list(daemons)
+    for process, _ in daemons:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    problems = []
+    for process, log in daemons:
+        try:
+            code = process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            problems.append(f"no exit within {timeout} s of SIGTERM:\n{log.read_text()}")
+            continue
+        if code != 0:
+            problems.append(f"the daemon exited {code}:\n{log.read_text()}")
+    assert not problems, "\n".join(problems)
+
+
+def kill_all(daemons: Iterable[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """Kill the daemons still running (cleanup after a failure: no questions asked)."""
+    for process, _ in daemons:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def log_records(log: Path) -> list[dict[str, object]]:
@@ -341,3 +380,66 @@ class Tally:
             f"{self.messages} messages: delivered {self.delivered}, retried {self.retried}, "
             f"failed {self.failed}, duplicates {self.duplicates}"
         )
+
+
+# A PostgreSQL cluster of a test's own -----------------------------------------------------
+
+
+@dataclass
+class PostgresCluster:
+    """A throwaway cluster (scripts/pg-start's recipe) on its own port and data directory.
+
+    The server refuses to run as root, so as root its commands run as ``postgres``, on a
+    directory under /tmp that ``postgres`` owns (pytest's tmp_path is private to root).
+    """
+
+    bindir: Path
+    directory: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def pg_ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        command = [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data")]
+        command += ["-l", str(self.directory / "log"), "-w", "-t", "60", "-o", options, *args]
+        _as_server_user(command)
+
+    def restart(self) -> float:
+        """Restart the server (fast: open connections are terminated); return how long it took."""
+        start = time.monotonic()
+        self.pg_ctl("-m", "fast", "restart")
+        return time.monotonic() - start
+
+
+def postgres_bindir() -> Path | None:
+    """Return the newest installed PostgreSQL server's bin directory (Debian's layout)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+def _as_server_user(command: list[str]) -> None:
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, cwd="/", capture_output=True, timeout=120)
+
+
+@contextmanager
+def postgres_cluster(bindir: Path) -> Iterator[PostgresCluster]:
+    """initdb and start a cluster on a free port; stop and delete it on the way out."""
+    directory = Path(tempfile.mkdtemp(prefix="tickler-pg-test-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    cluster = PostgresCluster(bindir=bindir, directory=directory, port=free_port())
+    try:
+        initdb = [str(bindir / "initdb"), "-D", str(directory / "data"), "-A", "trust"]
+        _as_server_user([*initdb, "-U", "postgres", "-E", "UTF8", "--no-instructions"])
+        cluster.pg_ctl("start")
+        yield cluster
+    finally:
+        with suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            if (directory / "data" / "postmaster.pid").exists():
+                cluster.pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(directory, ignore_errors=True)
