@@ -97,10 +97,9 @@ def test_three_replicas_and_one_killed_deliver_5000_messages_duplicating_only_it
     Retried: the killed replica's claims, reaped by the survivors once its 2 s lease ran out
     (``last_error`` says "lease expired: …"), plus any claim of a live replica whose lease ran
     out while the message waited for a connection (given back unsent, or reaped: never sent
-    by two). Failed: none. Duplicated: only messages the
-    killed replica held at its death (the server had accepted them, ``sent`` was not yet
-    committed), at most its CONNECTIONS (4); nothing the survivors sent reached the server
-    twice.
+    by two). Failed: none. Duplicated: only messages the killed replica held at its death
+    (the server had accepted them, ``sent`` was not yet committed), at most its CONNECTIONS
+    (4); nothing the survivors sent reached the server twice.
     """
     db = pg_db
     db.add_suppliers(MESSAGES, SupplierTier.DIRECT)
