@@ -89,9 +89,9 @@ def metric(samples: dict[str, float], name: str, **labels: str) -> float:
 def test_postgres_restart_mid_wave_replicas_recover_by_themselves(
     tmp_path: Path, program_dir: Path
 ) -> None:
-    """Two replicas send 1,500 requests; PostgreSQL is restarted (fast) a quarter of the way.
+    """Three replicas send 1,500 requests; PostgreSQL is restarted (fast) a quarter of the way.
 
-    Delivered: all 1,500, without restarting either daemon (each logs ``tick_failed`` once,
+    Delivered: all 1,500, without restarting any daemon (each logs ``tick_failed`` once,
     then ``recovered``). Retried: the messages whose outcome could not be committed while the
     server was down, reaped when their lease ran out. Failed: none. Duplicated: only those
     the server had accepted while ``sent`` could not be committed, at most CONNECTIONS per
@@ -100,7 +100,7 @@ def test_postgres_restart_mid_wave_replicas_recover_by_themselves(
     bindir = postgres_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (scripts/pg-start installs it)")
-    replicas, messages = 2, 1500
+    replicas, messages = 3, 1500
     with postgres_cluster(bindir) as cluster:
         admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
