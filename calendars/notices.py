@@ -166,10 +166,6 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def later(*values: datetime) -> datetime:
-    return max(values)
-
-
 DAY = timedelta(days=1)
 
 

@@ -9,7 +9,7 @@ grant date. Extending the offer moves them all, and every event keeps its uid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from fractions import Fraction
 
 from calendars.businessdays import CalendarName, add_years, calendar, first_business_day_after
@@ -244,8 +244,3 @@ def expand(program: OptionExchange) -> list[Event]:
 
 def _number(value: int | Fraction) -> int | str:
     return value if isinstance(value, int) else str(value)
-
-
-def days_until(day: date, now: datetime) -> timedelta:
-    """Return the time from ``now`` until the start of ``day`` in ``now``'s zone."""
-    return datetime.combine(day, datetime.min.time(), tzinfo=now.tzinfo) - now

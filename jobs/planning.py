@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from calendars import cmrt_notices, fcpa_notices, offer_notices
 from calendars.events import Event
-from calendars.notices import Notice, Plan, Snapshot, Team, at_send_time
+from calendars.notices import Notice, Plan, Snapshot, Team
 from calendars.plan import expand_program
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
 from scheduler.db import EventVersion, Obligation, ObligationKind, dialect_name
@@ -222,6 +222,3 @@ def _store_obligations(session: Session, states: Sequence[Any], now: datetime) -
             where=(table.c.state != stmt.excluded.state) | (table.c.due_at != stmt.excluded.due_at),
         )
         session.execute(stmt)
-
-
-__all__ = ["PlanReport", "at_send_time", "replan"]
