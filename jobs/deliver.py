@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -133,7 +134,9 @@ async def deliver_due(
 ) -> DeliveryReport:
     """Send every message due at ``now``, batch by batch, until none is left (or ``stop``).
 
-    ``stop`` is checked between batches: a shutdown finishes the sends in flight, then returns.
+    ``stop`` is checked before each claim: a shutdown finishes the sends in flight (and the
+    batch already claimed), then returns. The next batch is claimed while the current one's
+    last sends are on the wire (fewer than ``concurrency`` messages left), never earlier.
     ``clock`` (the daemon's) is read again before each later batch: a lease must run from its
     claim, not from the start of a run that may outlast it (another replica would reap the
     batch while it is being sent, and send it again); and a message whose lease is half gone
@@ -141,46 +144,98 @@ async def deliver_due(
     """
     total = DeliveryReport()
     gate = asyncio.Semaphore(options.concurrency)
-    finisher = _Finisher(factory)
+    # One long-lived thread does every write of this run (claims and outcome groups): no
+    # thread hand-off to a pool per group, and no two of our own transactions waiting for
+    # SQLite's write lock in its busy handler (which sleeps in milliseconds).
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickler-deliver")
+    finisher = _Finisher(factory, writer)
+    loop = asyncio.get_running_loop()
     failure: BaseException | None = None
-    while stop is None or not stop.is_set():
-        claimed = await asyncio.to_thread(_claim, factory, options, owner, now)
-        if not claimed:
-            return total
 
-        async def one(message: outbox.ClaimedMessage, at: datetime) -> DeliveryReport:
-            nonlocal failure
-            # The slot is held until the outcome is committed: at most ``concurrency``
-            # messages are ever accepted by the server and not yet recorded as sent.
-            async with gate:
-                if failure is not None:
-                    # An outcome could not be committed (the database is down): sending the
-                    # rest of the batch would send messages the reaper will send again.
-                    return DeliveryReport()
-                current = clock() if clock is not None else at
-                if current > message.lease_until - options.lease / 2:
-                    # Most of its lease went by waiting for a connection: another replica
-                    # may reap it while it is on the wire and send it again. Give it back
-                    # unsent; the next claim (maybe this worker's) comes with a fresh lease.
-                    mid = message.id
-                    await finisher.finish(lambda s: outbox.release(s, mid, owner, current))
-                    return DeliveryReport()
-                try:
-                    return await _deliver_one(
-                        factory, finisher, transport, options, message, owner=owner, now=at
-                    )
-                except BaseException as exc:
-                    failure = failure or exc
-                    raise
+    async def one(message: outbox.ClaimedMessage, at: datetime) -> DeliveryReport:
+        nonlocal failure
+        # The slot is held until the outcome is committed: at most ``concurrency``
+        # messages are ever accepted by the server and not yet recorded as sent.
+        async with gate:
+            if failure is not None:
+                # An outcome could not be committed (the database is down): sending the
+                # rest of the batch would send messages the reaper will send again.
+                return DeliveryReport()
+            current = clock() if clock is not None else at
+            if current > message.lease_until - options.lease / 2:
+                # Most of its lease went by waiting for a connection: another replica
+                # may reap it while it is on the wire and send it again. Give it back
+                # unsent; the next claim (maybe this worker's) comes with a fresh lease.
+                mid = message.id
+                await finisher.finish(lambda s: outbox.release(s, mid, owner, current))
+                return DeliveryReport()
+            try:
+                return await _deliver_one(
+                    factory, finisher, transport, options, message, owner=owner, now=at
+                )
+            except BaseException as exc:
+                failure = failure or exc
+                raise
 
-        reports = await asyncio.gather(*(one(m, now) for m in claimed), return_exceptions=True)
-        for report in reports:
-            if isinstance(report, BaseException):
-                raise failure or report  # the first failure, once the batch has stopped
-            total.add(report)
-        if clock is not None:
-            now = clock()
+    def collect(tasks: list[asyncio.Task[DeliveryReport]]) -> None:
+        for task in tasks:
+            if task.cancelled() or task.exception() is not None:
+                raise failure or task.exception() or asyncio.CancelledError()
+            total.add(task.result())
+
+    running: list[asyncio.Task[DeliveryReport]] = []
+    try:
+        claimed = await loop.run_in_executor(writer, _claim, factory, options, owner, now)
+        while claimed:
+            batch = [asyncio.create_task(one(m, now)) for m in claimed]
+            running.extend(batch)
+            # The next claim overlaps the tail of this batch: it is made once every message
+            # left here can hold a connection (fewer than ``concurrency`` left), so the
+            # connections do not idle through the claim, and the new claims wait no longer
+            # than the sends already on the wire.
+            await _until_fewer_than(batch, options.concurrency)
+            if failure is not None or (stop is not None and stop.is_set()):
+                break
+            collect([t for t in running if t.done()])
+            running = [t for t in running if not t.done()]
+            if clock is not None:
+                now = clock()
+            claimed = await loop.run_in_executor(writer, _claim, factory, options, owner, now)
+        if running:
+            await asyncio.wait(running)
+            collect(running)  # the first failure, once every send has stopped
+    except BaseException:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        raise
+    finally:
+        writer.shutdown(wait=False)
     return total
+
+
+async def _until_fewer_than(tasks: list[asyncio.Task[DeliveryReport]], n: int) -> None:
+    """Return once fewer than ``n`` of ``tasks`` are still running."""
+    left = sum(not t.done() for t in tasks)
+    if left < n:
+        return
+    low = asyncio.Event()
+
+    def done(_: asyncio.Task[DeliveryReport]) -> None:
+        nonlocal left
+        left -= 1
+        if left < n:
+            low.set()
+
+    for task in tasks:
+        if not task.done():
+            task.add_done_callback(done)
+    try:
+        await low.wait()
+    finally:
+        for task in tasks:
+            task.remove_done_callback(done)
 
 
 def _claim(
@@ -202,13 +257,15 @@ class _Finisher:
 
     ``finish`` returns once its outcome is committed, so ``sent`` is still durable before the
     sender moves on; but the outcomes that arrive while a commit is running share the next
-    one: one thread hop, one transaction and one fsync for a group instead of one each, and
-    a single writer instead of several threads queueing for SQLite's write lock (its busy
-    handler sleeps in milliseconds) while their SMTP connections wait.
+    one: one hop to the writer thread, one transaction and one fsync for a group instead of
+    one each, and a single writer (the one thread of ``writer``, which also makes the claims)
+    instead of several threads queueing for SQLite's write lock (its busy handler sleeps in
+    milliseconds) while their SMTP connections wait.
     """
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], writer: Executor) -> None:
         self._factory = factory
+        self._executor = writer
         self._waiting: list[tuple[Mark, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -224,7 +281,9 @@ class _Finisher:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:
-                results = await asyncio.to_thread(_finish_all, self._factory, [m for m, _ in group])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _finish_all, self._factory, [m for m, _ in group]
+                )
             except Exception as exc:  # every waiter learns of it, none waits forever
                 for _, future in group:
                     if not future.done():

@@ -345,7 +345,8 @@ def mark_sent(session: Session, id: int, owner: str, now: datetime) -> bool:
     False means the lease expired and was reaped (and maybe claimed by another worker), so the
     message may go out twice: log it. Commit this right after the server's 250.
     """
-    return _finish(session, id, owner, now, state=OutboxState.SENT, sent_at=now)
+    _require_aware("now", now)
+    return _finish(session, _MARK_SENT, id, owner, now, {"sent_at": now})
 
 
 def mark_retry(
@@ -362,27 +363,18 @@ def mark_retry(
     ``code`` is the SMTP reply code when there was one (4xx), None for a connection error or
     timeout. False if ``owner`` no longer holds the lease: someone else owns the retry now.
     """
+    _require_aware("now", now)
     _require_aware("next_attempt_at", next_attempt_at)
-    return _finish(
-        session,
-        id,
-        owner,
-        now,
-        state=OutboxState.PENDING,
-        next_attempt_at=next_attempt_at,
-        lease_owner=None,
-        last_code=code,
-        last_error=error,
-    )
+    values = {"next_attempt_at": next_attempt_at, "last_code": code, "last_error": error}
+    return _finish(session, _MARK_RETRY, id, owner, now, values)
 
 
 def mark_failed(
     session: Session, id: int, owner: str, code: int | None, error: str, now: datetime
 ) -> bool:
     """Record a permanent failure (5xx, retries exhausted); False if ``owner`` lost the lease."""
-    return _finish(
-        session, id, owner, now, state=OutboxState.FAILED, last_code=code, last_error=error
-    )
+    _require_aware("now", now)
+    return _finish(session, _MARK_FAILED, id, owner, now, {"last_code": code, "last_error": error})
 
 
 def mark_skipped(session: Session, id: int, owner: str, reason: str, now: datetime) -> bool:
@@ -390,35 +382,58 @@ def mark_skipped(session: Session, id: int, owner: str, reason: str, now: dateti
 
     False if ``owner`` lost the lease.
     """
-    return _finish(session, id, owner, now, state=OutboxState.SKIPPED, last_error=reason)
+    _require_aware("now", now)
+    return _finish(session, _MARK_SKIPPED, id, owner, now, {"last_error": reason})
 
 
 def release(session: Session, id: int, owner: str, now: datetime) -> bool:
     """Give message ``id`` back unsent: pending again at once, its claim not counted as an
     attempt. False if ``owner`` no longer holds the lease."""
-    return _finish(
-        session,
-        id,
-        owner,
-        now,
-        state=OutboxState.PENDING,
-        lease_owner=None,
-        attempts=_c.attempts - 1,
-    )
-
-
-def _finish(session: Session, id: int, owner: str, now: datetime, **values: Any) -> bool:
-    # The WHERE clause is the ownership test: exactly one row changes if this worker still
-    # holds the lease, none if it was reaped or taken over. ``lease_until`` is not checked: an
-    # expired lease that nobody reaped yet is still ours, and recording the truth beats
-    # leaving the row to be sent again. ``lease_owner`` stays on finished rows (who sent it).
     _require_aware("now", now)
-    stmt = (
+    return _finish(session, _RELEASE, id, owner, now, {})
+
+
+# The finishing marks run once per message, on the delivery hot path: each is one UPDATE
+# built once, here, with bind parameters, and executed on the session's connection (the same
+# transaction) rather than through the ORM's execute, which would rebuild, re-key and
+# re-dispatch a Core statement per call. The WHERE clause is the ownership test: exactly one
+# row changes if this worker still holds the lease, none if it was reaped or taken over.
+# ``lease_until`` is not checked: an expired lease that nobody reaped yet is still ours, and
+# recording the truth beats leaving the row to be sent again. ``lease_owner`` stays on
+# finished rows (who sent it); retry and release clear it.
+def _mark(state: OutboxState, **values: Any) -> Executable:
+    return (
         update(OUTBOX)
-        .where(_c.id == id, _c.state == OutboxState.CLAIMED, _c.lease_owner == owner)
-        .values(lease_until=None, updated_at=now, **values)
+        .where(
+            _c.id == bindparam("m_id"),
+            _c.state == OutboxState.CLAIMED,
+            _c.lease_owner == bindparam("m_owner"),
+        )
+        .values(state=state, lease_until=None, updated_at=bindparam("m_now"), **values)
     )
-    return _rowcount(session, stmt) == 1
+
+
+_MARK_SENT = _mark(OutboxState.SENT, sent_at=bindparam("sent_at"))
+_MARK_RETRY = _mark(
+    OutboxState.PENDING,
+    next_attempt_at=bindparam("next_attempt_at"),
+    lease_owner=None,
+    last_code=bindparam("last_code"),
+    last_error=bindparam("last_error"),
+)
+_MARK_FAILED = _mark(
+    OutboxState.FAILED, last_code=bindparam("last_code"), last_error=bindparam("last_error")
+)
+_MARK_SKIPPED = _mark(OutboxState.SKIPPED, last_error=bindparam("last_error"))
+_RELEASE = _mark(OutboxState.PENDING, lease_owner=None, attempts=_c.attempts - 1)
+
+
+def _finish(
+    session: Session, stmt: Executable, id: int, owner: str, now: datetime, values: dict[str, Any]
+) -> bool:
+    params = {"m_id": id, "m_owner": owner, "m_now": now, **values}
+    result = cast("CursorResult[Any]", session.connection().execute(stmt, params))
+    return result.rowcount == 1
 
 
 def reap_leases(session: Session, now: datetime) -> int:
