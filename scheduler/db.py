@@ -11,6 +11,8 @@ SQLite is the default (one replica); PostgreSQL is for production and for severa
 from __future__ import annotations
 
 import enum
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -349,6 +351,25 @@ def make_engine(url: str | URL, *, sqlite_busy_timeout: float = 30.0) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
+def _wal(cursor: Any, busy_timeout: float) -> None:
+    """Put the database in WAL mode, waiting up to ``busy_timeout`` for the lock it needs.
+
+    Why a loop: switching the journal mode answers "database is locked" at once, without
+    the busy handler, when another connection (a replica starting at the same moment) holds
+    a lock. WAL is a property of the file, so once one connection switched it, the others
+    find it already set.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -360,9 +381,9 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy's begin hook emits BEGIN
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            _wal(cursor, busy_timeout)
+            cursor.execute("PRAGMA foreign_keys=ON")
             # synchronous stays FULL: a "sent" mark lost to a power cut means a second email.
         finally:
             cursor.close()
