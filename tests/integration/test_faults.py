@@ -48,7 +48,6 @@ from tests.daemon_support import (
 from tests.smtp_sink import Recorder, Server, sinks
 
 NOW = WAVE_1 + timedelta(minutes=30)  # the daemons' clock at start: wave 1 is due
-HAS_METRICS = (REPO / "scheduler" / "metrics.py").exists()
 # Retries come quickly: 0.2 s, doubling (each wait between half and all of that).
 FAST_RETRIES = {"retry_backoff_seconds": 0.2, "max_attempts": 50}
 
@@ -191,7 +190,7 @@ def test_smtp_server_down_then_up_backlog_drains_without_loss_or_duplicates(
         )
         down = Tally.of(requests(db), Counter())
         errors = {(m.last_error or "").split(":")[0] for m in requests(db)}
-        during = scrape(http_port(daemon, log)) if HAS_METRICS else {}
+        during = scrape(http_port(daemon, log))
         with sink_process(tmp_path, port=port) as sink:
             took = wait_while_running(
                 daemon,
@@ -199,7 +198,7 @@ def test_smtp_server_down_then_up_backlog_drains_without_loss_or_duplicates(
                 log,
                 "the backlog drained",
             )
-            after = scrape(http_port(daemon, log)) if HAS_METRICS else {}
+            after = scrape(http_port(daemon, log))
             ids = sink.ids()
             stop_all([(daemon, log)])
     finally:
@@ -215,14 +214,13 @@ def test_smtp_server_down_then_up_backlog_drains_without_loss_or_duplicates(
     assert tally.failed == 0
     assert tally.duplicates == 0, f"{tally.duplicates} duplicates"
     assert ids == Counter(m.message_id for m in rows)
-    if HAS_METRICS:
-        # Pending (waiting for their retry) or claimed (being tried): none sent, none failed.
-        waiting = metric(during, "tickler_outbox_due_backlog")
-        trying = metric(during, "tickler_outbox_messages", state="claimed")
-        assert waiting > 0 and waiting + trying >= messages, (waiting, trying)
-        assert metric(during, "tickler_outbox_messages", state="failed") == 0
-        assert metric(after, "tickler_outbox_due_backlog") == 0
-        assert metric(after, "tickler_outbox_messages", state="sent") >= messages
+    # Pending (waiting for their retry) or claimed (being tried): none sent, none failed.
+    waiting = metric(during, "tickler_outbox_due_backlog")
+    trying = metric(during, "tickler_outbox_messages", state="claimed")
+    assert waiting > 0 and waiting + trying >= messages, (waiting, trying)
+    assert metric(during, "tickler_outbox_messages", state="failed") == 0
+    assert metric(after, "tickler_outbox_due_backlog") == 0
+    assert metric(after, "tickler_outbox_messages", state="sent") >= messages
 
 
 # An SMTP server that misbehaves, one way per recipient -------------------------------------
@@ -353,7 +351,7 @@ def test_smtp_faults_each_retried_failed_or_duplicated_as_it_should(
             log,
             "every request sent or failed",
         )
-        samples = scrape(http_port(daemon, log)) if HAS_METRICS else {}
+        samples = scrape(http_port(daemon, log))
         stop_all([(daemon, log)])
     finally:
         kill_all([(daemon, log)])
@@ -381,9 +379,8 @@ def test_smtp_faults_each_retried_failed_or_duplicated_as_it_should(
         if m.last_code == 451
     )
     assert {m.state for m in db.due(NOW)} <= {*FINAL, OutboxState.FAILED}
-    if HAS_METRICS:
-        assert metric(samples, "tickler_outbox_messages", state="failed") == len(failed)
-        assert metric(samples, "tickler_outbox_due_backlog") == 0
+    assert metric(samples, "tickler_outbox_messages", state="failed") == len(failed)
+    assert metric(samples, "tickler_outbox_due_backlog") == 0
 
 
 # The Maildir read-only, then full, then fine ------------------------------------------------
