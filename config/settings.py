@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout: float = 30.0
     smtp_connections: int = Field(default=4, ge=1, le=64)
+    unrecorded_sends: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Accepted messages that may wait for their 'sent' commit while sending goes on",
+    )
     mail_from: str = "Tickler Compliance <compliance@example.com>"
     maildir: Path = Path("var/maildir")
     template_dir: Path | None = Field(default=None, description="Overrides for email templates")

@@ -1,8 +1,9 @@
 """The delivery job: claim due outbox rows, render them, send, and record each outcome.
 
 Order of operations, and why: the claim (a lease) is committed before sending, so two workers
-never send the same row; ``sent`` is committed right after the server's 250, so a crash can
-only repeat a message the server had already accepted (the same Message-ID goes out again).
+never send the same row; ``sent`` is committed soon after the server's 250 (outcomes share
+commits while sending goes on, and at most ``unrecorded`` wait), so a crash can only repeat a
+message the server had already accepted, and few of them (the same Message-ID goes out again).
 A temporary failure (4xx, connection error, timeout) is retried with exponential backoff and
 jitter; a permanent one (5xx, refused recipient, broken template) is recorded as failed.
 A row whose purpose has passed (``expires_at``) is recorded as skipped, never sent late.
@@ -11,13 +12,15 @@ A row whose purpose has passed (``expires_at``) is recorded as skipped, never se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,7 +42,8 @@ class DeliveryOptions:
     backoff: timedelta = timedelta(seconds=30)
     backoff_cap: timedelta = timedelta(hours=1)
     batch: int = 200
-    concurrency: int = 4
+    concurrency: int = 4  # connections, and messages on the wire at once
+    unrecorded: int = 16  # accepted messages that may wait for their commit meanwhile
 
 
 @dataclass(slots=True)
@@ -134,235 +138,267 @@ async def deliver_due(
 ) -> DeliveryReport:
     """Send every message due at ``now``, batch by batch, until none is left (or ``stop``).
 
-    ``stop`` is checked before each claim: a shutdown finishes the sends in flight (and the
-    batch already claimed), then returns. The next batch is claimed while the current one's
-    last sends are on the wire (fewer than ``concurrency`` messages left), never earlier.
-    ``clock`` (the daemon's) is read again before each later batch: a lease must run from its
-    claim, not from the start of a run that may outlast it (another replica would reap the
-    batch while it is being sent, and send it again); and a message whose lease is half gone
-    before a connection is free for it is given back unsent, for the same reason.
+    ``options.concurrency`` workers take claimed messages from a short queue, each sending one
+    at a time, as a bare SMTP loop would; one feeder claims batch after batch into the queue.
+    The queue holds ``concurrency`` messages: the next batch is claimed once the last messages
+    of this one are queued or on the wire, so the connections do not idle through a claim, and
+    a new claim waits no longer than the messages ahead of it.
+
+    Outcomes are committed by a ``_Recorder``, several to a transaction, while the workers go
+    on sending; at most ``options.unrecorded`` accepted messages wait for their ``sent``
+    commit (a worker waits for room before its next send). A crash can therefore only repeat
+    messages the server had already accepted: the ``concurrency`` on the wire plus at most
+    ``unrecorded`` waiting. If an outcome cannot be committed (the database is down), the
+    workers stop sending and the error is raised once the sends in flight are done.
+
+    ``stop`` is checked before each claim and each send: a shutdown finishes and records the
+    sends on the wire, gives the rest of the batch back (pending), then returns. ``clock``
+    (the daemon's) is read again before each later claim: a lease must run from its claim,
+    not from the start of a run that may outlast it (another replica would reap the batch
+    while it is being sent, and send it again); and a message whose lease is half gone
+    before a worker is free for it is given back unsent, for the same reason.
     """
-    total = DeliveryReport()
-    gate = asyncio.Semaphore(options.concurrency)
     # One long-lived thread does every write of this run (claims and outcome groups): no
     # thread hand-off to a pool per group, and no two of our own transactions waiting for
     # SQLite's write lock in its busy handler (which sleeps in milliseconds).
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickler-deliver")
-    finisher = _Finisher(factory, writer)
+    recorder = _Recorder(factory, writer, options.unrecorded)
+    queue: asyncio.Queue[tuple[outbox.ClaimedMessage, datetime] | None]
+    queue = asyncio.Queue(maxsize=options.concurrency)
     loop = asyncio.get_running_loop()
-    failure: BaseException | None = None
 
-    async def one(message: outbox.ClaimedMessage, at: datetime) -> DeliveryReport:
-        nonlocal failure
-        # The slot is held until the outcome is committed: at most ``concurrency``
-        # messages are ever accepted by the server and not yet recorded as sent.
-        async with gate:
-            if failure is not None:
-                # An outcome could not be committed (the database is down): sending the
-                # rest of the batch would send messages the reaper will send again.
-                return DeliveryReport()
-            current = clock() if clock is not None else at
-            if current > message.lease_until - options.lease / 2:
-                # Most of its lease went by waiting for a connection: another replica
-                # may reap it while it is on the wire and send it again. Give it back
-                # unsent; the next claim (maybe this worker's) comes with a fresh lease.
-                mid = message.id
-                await finisher.finish(lambda s: outbox.release(s, mid, owner, current))
-                return DeliveryReport()
+    async def feed() -> None:
+        at = now
+        while recorder.failure is None and not (stop is not None and stop.is_set()):
             try:
-                return await _deliver_one(
-                    factory, finisher, transport, options, message, owner=owner, now=at
-                )
-            except BaseException as exc:
-                failure = failure or exc
-                raise
-
-    def collect(tasks: list[asyncio.Task[DeliveryReport]]) -> None:
-        for task in tasks:
-            if task.cancelled() or task.exception() is not None:
-                raise failure or task.exception() or asyncio.CancelledError()
-            total.add(task.result())
-
-    running: list[asyncio.Task[DeliveryReport]] = []
-    try:
-        claimed = await loop.run_in_executor(writer, _claim, factory, options, owner, now)
-        while claimed:
-            batch = [asyncio.create_task(one(m, now)) for m in claimed]
-            running.extend(batch)
-            # The next claim overlaps the tail of this batch: it is made once every message
-            # left here can hold a connection (fewer than ``concurrency`` left), so the
-            # connections do not idle through the claim, and the new claims wait no longer
-            # than the sends already on the wire.
-            await _until_fewer_than(batch, options.concurrency)
-            if failure is not None or (stop is not None and stop.is_set()):
+                claimed = await loop.run_in_executor(writer, _claim, factory, options, owner, at)
+            except Exception as exc:  # the database is down: finish what is on the wire
+                recorder.failure = exc
                 break
-            collect([t for t in running if t.done()])
-            running = [t for t in running if not t.done()]
+            if not claimed:
+                break
+            for message in claimed:
+                await queue.put((message, at))
             if clock is not None:
-                now = clock()
-            claimed = await loop.run_in_executor(writer, _claim, factory, options, owner, now)
-        if running:
-            await asyncio.wait(running)
-            collect(running)  # the first failure, once every send has stopped
-    except BaseException:
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-        raise
+                at = clock()
+        for _ in range(options.concurrency):
+            await queue.put(None)
+
+    async def work() -> None:
+        while (item := await queue.get()) is not None:
+            message, at = item
+            await recorder.room()
+            if recorder.failure is not None:
+                continue  # left claimed: its lease runs out and the reaper gives it back
+            current = clock() if clock is not None else at
+            stopping = stop is not None and stop.is_set()
+            if stopping or current > message.lease_until - options.lease / 2:
+                # Stopping: only the sends on the wire are finished. Or most of its lease went
+                # by waiting for a worker, and another replica may reap it while it is on the
+                # wire and send it again. Give it back unsent, pending at once.
+                release = partial(outbox.release, id=message.id, lease=message.lease, now=current)
+                recorder.record(_Outcome("released", release))
+                continue
+            recorder.record(await _deliver_one(factory, transport, options, message, now=at))
+
+    tasks = [
+        asyncio.create_task(feed()),
+        *(asyncio.create_task(work()) for _ in range(options.concurrency)),
+    ]
+    try:
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            await recorder.drain()  # what the server accepted is recorded, whatever happened
     finally:
         writer.shutdown(wait=False)
-    return total
-
-
-async def _until_fewer_than(tasks: list[asyncio.Task[DeliveryReport]], n: int) -> None:
-    """Return once fewer than ``n`` of ``tasks`` are still running."""
-    left = sum(not t.done() for t in tasks)
-    if left < n:
-        return
-    low = asyncio.Event()
-
-    def done(_: asyncio.Task[DeliveryReport]) -> None:
-        nonlocal left
-        left -= 1
-        if left < n:
-            low.set()
-
-    for task in tasks:
-        if not task.done():
-            task.add_done_callback(done)
-    try:
-        await low.wait()
-    finally:
-        for task in tasks:
-            task.remove_done_callback(done)
+    if recorder.failure is not None:
+        raise recorder.failure
+    return recorder.report
 
 
 def _claim(
     factory: sessionmaker[Session], options: DeliveryOptions, owner: str, now: datetime
 ) -> list[outbox.ClaimedMessage]:
-    with factory() as session, session.begin():
-        outbox.reap_leases(session, now)
-    with factory() as session, session.begin():
+    with factory.begin() as session:
         return outbox.claim_due(
             session, now=now, owner=owner, lease=options.lease, limit=options.batch
         )
 
 
 Mark = Callable[[Session], bool]
+GROUP_DELAY = 0.005  # seconds an outcome may wait for others to share its commit
+Kind = Literal["sent", "retried", "failed", "skipped", "released"]
 
 
-class _Finisher:
-    """Commit delivery outcomes as soon as they are known, several to a transaction.
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one claimed message, to be committed: ``mark`` writes it (``sent``
+    outcomes have none: the recorder marks them all with one statement)."""
 
-    ``finish`` returns once its outcome is committed, so ``sent`` is still durable before the
-    sender moves on; but the outcomes that arrive while a commit is running share the next
-    one: one hop to the writer thread, one transaction and one fsync for a group instead of
-    one each, and a single writer (the one thread of ``writer``, which also makes the claims)
-    instead of several threads queueing for SQLite's write lock (its busy handler sleeps in
-    milliseconds) while their SMTP connections wait.
+    kind: Kind
+    mark: Mark | None = None
+    id: int = 0
+    job: str = ""
+    lease: outbox.Lease | None = None
+    at: datetime | None = None
+
+
+class _Recorder:
+    """Commit delivery outcomes as they come, several to a transaction, off the send path.
+
+    ``record`` queues an outcome and returns at once; one writer task commits whatever has
+    queued up since its last commit, in one transaction on the ``writer`` thread (one
+    statement for all the ``sent`` marks), so a commit's latency (an fsync on SQLite, a round
+    trip on PostgreSQL) holds no connection up. ``room`` makes a sender wait while ``limit``
+    outcomes are still uncommitted: that bounds what a crash can repeat. The first commit that
+    fails sets ``failure``; the outcomes it carried stay unrecorded (their leases run out and
+    the reaper gives them back) and so does everything recorded after it.
     """
 
-    def __init__(self, factory: sessionmaker[Session], writer: Executor) -> None:
+    def __init__(self, factory: sessionmaker[Session], writer: Executor, limit: int) -> None:
         self._factory = factory
         self._executor = writer
-        self._waiting: list[tuple[Mark, asyncio.Future[bool]]] = []
+        self._limit = limit
+        self._queued: list[_Outcome] = []
+        self._uncommitted = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._group = max(1, limit // 2)
+        self._enough = asyncio.Event()
+        self._draining = False
         self._writer: asyncio.Task[None] | None = None
+        self.report = DeliveryReport()
+        self.failure: BaseException | None = None
 
-    async def finish(self, mark: Mark) -> bool:
-        """Run ``mark`` in a committed transaction; return what it returned."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((mark, future))
+    def record(self, outcome: _Outcome | None) -> None:
+        if outcome is None:
+            return
+        self._queued.append(outcome)
+        self._uncommitted += 1
+        if len(self._queued) >= self._group:
+            self._enough.set()
+        if self._uncommitted >= self._limit:
+            self._room.clear()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
-        return await asyncio.shield(future)  # a cancelled sender does not cancel the group
+
+    async def room(self) -> None:
+        """Return once fewer than ``limit`` outcomes wait for their commit."""
+        while self._uncommitted >= self._limit and self.failure is None:
+            await self._room.wait()
+
+    async def drain(self) -> None:
+        """Return once every recorded outcome is committed (or has failed to be)."""
+        self._draining = True
+        self._enough.set()
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def _write(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, _finish_all, self._factory, [m for m, _ in group]
-                )
-            except Exception as exc:  # every waiter learns of it, none waits forever
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:
-                for _, future in [*group, *self._waiting]:
-                    future.cancel()
-                self._waiting = []
-                raise
-            for (_, future), ok in zip(group, results, strict=True):
-                if not future.done():
-                    future.set_result(ok)
+        while self._queued:
+            if len(self._queued) < self._group and not self._draining:
+                # A commit costs the same for one outcome as for a dozen: let a group gather.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(GROUP_DELAY):
+                        await self._enough.wait()
+            self._enough.clear()
+            group, self._queued = self._queued, []
+            if self.failure is None:
+                try:
+                    done = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, _commit, self._factory, group
+                    )
+                except Exception as exc:
+                    self.failure = exc
+                else:
+                    self._count(group, done)
+            self._uncommitted -= len(group)
+            if self._uncommitted < self._limit or self.failure is not None:
+                self._room.set()
+
+    def _count(self, group: list[_Outcome], done: list[bool]) -> None:
+        report = self.report
+        for outcome, ok in zip(group, done, strict=True):
+            if outcome.kind == "sent":
+                report.sent += ok
+                report.lost_lease += not ok
+                if ok:
+                    report.by_job[outcome.job] = report.by_job.get(outcome.job, 0) + 1
+            elif outcome.kind == "skipped":
+                report.skipped += ok
+                report.lost_lease += not ok
+            elif outcome.kind == "retried":
+                report.retried += 1
+            elif outcome.kind == "failed":
+                report.failed += 1
 
 
-def _finish_all(factory: sessionmaker[Session], marks: list[Mark]) -> list[bool]:
-    with factory() as session, session.begin():
-        return [mark(session) for mark in marks]
+def _commit(factory: sessionmaker[Session], group: list[_Outcome]) -> list[bool]:
+    """Write ``group`` in one transaction; return, for each outcome, whether it was ours."""
+    with factory.begin() as session:
+        sent: dict[tuple[outbox.Lease, datetime], list[int]] = {}
+        for outcome in group:
+            if outcome.lease is not None and outcome.at is not None:
+                sent.setdefault((outcome.lease, outcome.at), []).append(outcome.id)
+        marked: set[int] = set()
+        for (lease, at), ids in sent.items():
+            marked |= outbox.mark_sent_many(session, ids, lease, at)
+        return [
+            outcome.mark(session) if outcome.mark is not None else outcome.id in marked
+            for outcome in group
+        ]
 
 
 async def _deliver_one(
     factory: sessionmaker[Session],
-    finisher: _Finisher,
     transport: Transport,
     options: DeliveryOptions,
     message: outbox.ClaimedMessage,
     *,
-    owner: str,
     now: datetime,
-) -> DeliveryReport:
-    report = DeliveryReport()
-    mid = message.id
+) -> _Outcome:
+    mid, lease = message.id, message.lease
     if message.expires_at is not None and now >= message.expires_at:
         reason = (
             f"expired {message.expires_at.isoformat()}: lost its purpose before it could be sent"
         )
-        ok = await finisher.finish(lambda s: outbox.mark_skipped(s, mid, owner, reason, now))
-        report.skipped += ok
-        report.lost_lease += not ok
-        return report
+        return _Outcome("skipped", lambda s: outbox.mark_skipped(s, mid, lease, reason, now))
     try:
         context = dict(message.context)
         if message.job == "digest":
             digest = await asyncio.to_thread(_digest, factory, context, now)
             if digest is None:
-                ok = await finisher.finish(
-                    lambda s: outbox.mark_skipped(s, mid, owner, "nothing to report", now)
+                return _Outcome(
+                    "skipped",
+                    lambda s: outbox.mark_skipped(s, mid, lease, "nothing to report", now),
                 )
-                report.skipped += ok
-                return report
             context = digest
         email = compose(message, context, options)
     except (TemplateError, ValueError, KeyError) as exc:
         error = f"cannot compose: {exc}"
-        await finisher.finish(lambda s: outbox.mark_failed(s, mid, owner, None, error, now))
-        report.failed += 1
-        return report
+        return _Outcome("failed", lambda s: outbox.mark_failed(s, mid, lease, None, error, now))
     result = await transport.send(email, date=now)
     if result.status is DeliveryStatus.SENT:
-        ok = await finisher.finish(lambda s: outbox.mark_sent(s, mid, owner, now))
-        report.sent += ok
-        report.lost_lease += not ok
-        report.by_job[message.job] = report.by_job.get(message.job, 0) + 1
-    elif result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
+        return _Outcome("sent", id=mid, job=message.job, lease=lease, at=now)
+    if result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
         retry_at = now + backoff_delay(message.attempts, options)
         detail = result.detail
-        await finisher.finish(
-            lambda s: outbox.mark_retry(s, mid, owner, retry_at, result.code, detail, now)
+        return _Outcome(
+            "retried",
+            lambda s: outbox.mark_retry(s, mid, lease, retry_at, result.code, detail, now),
         )
-        report.retried += 1
-    else:
-        detail = (
-            result.detail
-            if result.status is DeliveryStatus.PERMANENT
-            else (f"gave up after {message.attempts} attempts: {result.detail}")
-        )
-        await finisher.finish(lambda s: outbox.mark_failed(s, mid, owner, result.code, detail, now))
-        report.failed += 1
-    return report
+    detail = (
+        result.detail
+        if result.status is DeliveryStatus.PERMANENT
+        else (f"gave up after {message.attempts} attempts: {result.detail}")
+    )
+    return _Outcome("failed", lambda s: outbox.mark_failed(s, mid, lease, result.code, detail, now))
 
 
 def _digest(

@@ -35,6 +35,7 @@ from sqlalchemy import (
     CursorResult,
     Executable,
     Table,
+    Update,
     bindparam,
     case,
     func,
@@ -85,6 +86,20 @@ class PlannedMessage:
             _require_aware("expires_at", self.expires_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One claim of a row: who holds it and when its lease runs out.
+
+    The pair names the claim, not just the worker: a row reaped and claimed again by the same
+    owner (a later batch of the same daemon) gets another ``until``, so an outcome of the
+    earlier claim (a late release, a late mark) can never finish the later one, which is on
+    its way to being sent.
+    """
+
+    owner: str
+    until: datetime
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimedMessage:
     """A row this worker holds the lease on, detached from any session."""
@@ -105,6 +120,10 @@ class ClaimedMessage:
     attempts: int
     lease_owner: str
     lease_until: datetime
+
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.lease_owner, self.lease_until)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,6 +291,7 @@ def claim_due(
     """Lease up to ``limit`` due messages to ``owner``; return them, earliest due first.
 
     Due means pending with ``due_at <= now`` and ``next_attempt_at <= now`` (retry backoff).
+    Leases that ran out by ``now`` are reaped first (``reap_leases``), in the same transaction.
     ``attempts`` counts claims, so it also counts the attempts of workers that died.
 
     PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then UPDATE, in one transaction: rows
@@ -291,6 +311,7 @@ def claim_due(
     sqlite = dialect_name(session) == "sqlite"
     if sqlite:
         begin_immediate(session)
+    reap_leases(session, now)
     due = (
         select(_c.id)
         .where(_c.state == OutboxState.PENDING, _c.due_at <= now, _c.next_attempt_at <= now)
@@ -314,7 +335,10 @@ def claim_due(
         )
         .returning(*_CLAIMED_COLUMNS)
     )
-    claimed = [ClaimedMessage(**row._asdict()) for row in session.execute(stmt)]
+    claimed = [
+        ClaimedMessage(**dict(zip(_CLAIMED_KEYS, row, strict=True)))
+        for row in session.execute(stmt)
+    ]
     claimed.sort(key=lambda m: (m.due_at, m.id))  # RETURNING has no order
     return claimed
 
@@ -337,22 +361,42 @@ _CLAIMED_COLUMNS = [
     _c.lease_owner,
     _c.lease_until,
 ]
+_CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
 
 
-def mark_sent(session: Session, id: int, owner: str, now: datetime) -> bool:
-    """Record that the SMTP server accepted message ``id``; False if ``owner`` lost the lease.
+def mark_sent(session: Session, id: int, lease: Lease, now: datetime) -> bool:
+    """Record that the SMTP server accepted message ``id``; False if ``lease`` was lost.
 
     False means the lease expired and was reaped (and maybe claimed by another worker), so the
     message may go out twice: log it. Commit this right after the server's 250.
     """
+    return id in mark_sent_many(session, [id], lease, now)
+
+
+def mark_sent_many(session: Session, ids: Sequence[int], lease: Lease, now: datetime) -> set[int]:
+    """``mark_sent`` for messages of one claim; return the ids whose ``lease`` still held.
+
+    One UPDATE per ``CHUNK`` ids: the delivery job records a group of accepted messages in one
+    statement and one commit.
+    """
     _require_aware("now", now)
-    return _finish(session, _MARK_SENT, id, owner, now, {"sent_at": now})
+    marked: set[int] = set()
+    connection = session.connection()
+    for chunk in _chunks(ids):
+        params = {
+            "m_ids": list(chunk),
+            "m_owner": lease.owner,
+            "m_until": lease.until,
+            "m_now": now,
+        }
+        marked.update(connection.execute(_MARK_SENT, params).scalars())
+    return marked
 
 
 def mark_retry(
     session: Session,
     id: int,
-    owner: str,
+    lease: Lease,
     next_attempt_at: datetime,
     code: int | None,
     error: str,
@@ -361,59 +405,64 @@ def mark_retry(
     """Put message ``id`` back to pending until ``next_attempt_at`` (a temporary failure).
 
     ``code`` is the SMTP reply code when there was one (4xx), None for a connection error or
-    timeout. False if ``owner`` no longer holds the lease: someone else owns the retry now.
+    timeout. False if ``lease`` was lost: someone else owns the retry now.
     """
     _require_aware("now", now)
     _require_aware("next_attempt_at", next_attempt_at)
     values = {"next_attempt_at": next_attempt_at, "last_code": code, "last_error": error}
-    return _finish(session, _MARK_RETRY, id, owner, now, values)
+    return _finish(session, _MARK_RETRY, id, lease, now, values)
 
 
 def mark_failed(
-    session: Session, id: int, owner: str, code: int | None, error: str, now: datetime
+    session: Session, id: int, lease: Lease, code: int | None, error: str, now: datetime
 ) -> bool:
-    """Record a permanent failure (5xx, retries exhausted); False if ``owner`` lost the lease."""
+    """Record a permanent failure (5xx, retries exhausted); False if ``lease`` was lost."""
     _require_aware("now", now)
-    return _finish(session, _MARK_FAILED, id, owner, now, {"last_code": code, "last_error": error})
+    return _finish(session, _MARK_FAILED, id, lease, now, {"last_code": code, "last_error": error})
 
 
-def mark_skipped(session: Session, id: int, owner: str, reason: str, now: datetime) -> bool:
+def mark_skipped(session: Session, id: int, lease: Lease, reason: str, now: datetime) -> bool:
     """Record that message ``id`` was not sent on purpose (expired, no longer owed).
 
-    False if ``owner`` lost the lease.
+    False if ``lease`` was lost.
     """
     _require_aware("now", now)
-    return _finish(session, _MARK_SKIPPED, id, owner, now, {"last_error": reason})
+    return _finish(session, _MARK_SKIPPED, id, lease, now, {"last_error": reason})
 
 
-def release(session: Session, id: int, owner: str, now: datetime) -> bool:
+def release(session: Session, id: int, lease: Lease, now: datetime) -> bool:
     """Give message ``id`` back unsent: pending again at once, its claim not counted as an
-    attempt. False if ``owner`` no longer holds the lease."""
+    attempt. False if ``lease`` was lost."""
     _require_aware("now", now)
-    return _finish(session, _RELEASE, id, owner, now, {})
+    return _finish(session, _RELEASE, id, lease, now, {})
 
 
 # The finishing marks run once per message, on the delivery hot path: each is one UPDATE
 # built once, here, with bind parameters, and executed on the session's connection (the same
 # transaction) rather than through the ORM's execute, which would rebuild, re-key and
 # re-dispatch a Core statement per call. The WHERE clause is the ownership test: exactly one
-# row changes if this worker still holds the lease, none if it was reaped or taken over.
-# ``lease_until`` is not checked: an expired lease that nobody reaped yet is still ours, and
-# recording the truth beats leaving the row to be sent again. ``lease_owner`` stays on
+# row changes if this claim (owner and lease instant, ``Lease``) still holds, none if it was
+# reaped, taken over or claimed again. ``lease_until`` is compared for equality, not with the
+# clock: an expired lease that nobody reaped yet is still ours, and recording the truth beats
+# leaving the row to be sent again. ``lease_owner`` stays on
 # finished rows (who sent it); retry and release clear it.
-def _mark(state: OutboxState, **values: Any) -> Executable:
+def _mark(state: OutboxState, rows: ColumnElement[bool] | None = None, **values: Any) -> Update:
     return (
         update(OUTBOX)
         .where(
-            _c.id == bindparam("m_id"),
+            _c.id == bindparam("m_id") if rows is None else rows,
             _c.state == OutboxState.CLAIMED,
             _c.lease_owner == bindparam("m_owner"),
+            _c.lease_until == bindparam("m_until"),
         )
         .values(state=state, lease_until=None, updated_at=bindparam("m_now"), **values)
     )
 
 
-_MARK_SENT = _mark(OutboxState.SENT, sent_at=bindparam("sent_at"))
+# Several rows at once, saying which: RETURNING the ids it changed.
+_MARK_SENT = _mark(
+    OutboxState.SENT, _c.id.in_(bindparam("m_ids", expanding=True)), sent_at=bindparam("m_now")
+).returning(_c.id)
 _MARK_RETRY = _mark(
     OutboxState.PENDING,
     next_attempt_at=bindparam("next_attempt_at"),
@@ -429,9 +478,9 @@ _RELEASE = _mark(OutboxState.PENDING, lease_owner=None, attempts=_c.attempts - 1
 
 
 def _finish(
-    session: Session, stmt: Executable, id: int, owner: str, now: datetime, values: dict[str, Any]
+    session: Session, stmt: Executable, id: int, lease: Lease, now: datetime, values: dict[str, Any]
 ) -> bool:
-    params = {"m_id": id, "m_owner": owner, "m_now": now, **values}
+    params = {"m_id": id, "m_owner": lease.owner, "m_until": lease.until, "m_now": now, **values}
     result = cast("CursorResult[Any]", session.connection().execute(stmt, params))
     return result.rowcount == 1
 

@@ -83,6 +83,7 @@ class Service:
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
             concurrency=settings.smtp_connections,
+            unrecorded=settings.unrecorded_sends,
         )
         self.team = Team(
             compliance=settings.compliance_email,

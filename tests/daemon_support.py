@@ -31,6 +31,7 @@ from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.programs import Program
+from config.settings import Settings
 from scheduler.db import (
     OutboxMessage,
     OutboxState,
@@ -50,6 +51,10 @@ PROGRAM = "conflict-minerals-2016"
 WAVE_1 = datetime(2017, 1, 9, 17, 0, tzinfo=UTC)  # 09:00 in Los Angeles
 WAVE_2 = datetime(2017, 1, 23, 17, 0, tzinfo=UTC)
 CONNECTIONS = 4  # SmtpTransport connections, and messages in flight at once
+# Accepted messages whose ``sent`` may still wait for its commit: with the CONNECTIONS on the
+# wire, what a killed daemon can have sent without recording it.
+UNRECORDED: int = Settings.model_fields["unrecorded_sends"].default
+CRASH_WINDOW = CONNECTIONS + UNRECORDED
 REPO = Path(__file__).resolve().parents[1]
 FINAL = (OutboxState.SENT, OutboxState.SKIPPED)
 

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine
 
 from scheduler.db import OutboxMessage, OutboxState, SupplierTier
 from tests.daemon_support import (
-    CONNECTIONS,
+    CRASH_WINDOW,
     FINAL,
     REPO,
     WAVE_1,
@@ -93,8 +93,8 @@ def test_postgres_restart_mid_wave_replicas_recover_by_themselves(
     Delivered: all 1,500, without restarting any daemon (each logs ``tick_failed`` once,
     then ``recovered``). Retried: the messages whose outcome could not be committed while the
     server was down, reaped when their lease ran out. Failed: none. Duplicated: only those
-    the server had accepted while ``sent`` could not be committed, at most CONNECTIONS per
-    replica (a replica stops sending the rest of its batch once a commit fails).
+    the server had accepted while ``sent`` could not be committed, at most CRASH_WINDOW per
+    replica (a replica stops sending once a commit fails).
     """
     bindir = postgres_bindir()
     if bindir is None:
@@ -152,8 +152,8 @@ def test_postgres_restart_mid_wave_replicas_recover_by_themselves(
     duplicated = {mid for mid, n in ids.items() if n > 1}
     assert duplicated <= reaped, "a duplicate that was not a reaped, uncommitted send"
     assert max(ids.values()) <= 2
-    assert tally.duplicates <= CONNECTIONS * replicas, (
-        f"{tally.duplicates} duplicates: more than the {CONNECTIONS * replicas} sends in flight"
+    assert tally.duplicates <= CRASH_WINDOW * replicas, (
+        f"{tally.duplicates} duplicates: more than the {CRASH_WINDOW * replicas} sends in flight"
     )
     assert any("tick_failed" in a for a in actions), "no replica noticed the restart"
     for n, a in enumerate(actions):

@@ -76,8 +76,14 @@ def row(session: Session, identity: str) -> OutboxMessage:
 
 
 def claim(engine: Engine, owner: str, *, now: datetime = T0, limit: int = 100) -> list[int]:
+    return [m.id for m in claims(engine, owner, now=now, limit=limit)]
+
+
+def claims(
+    engine: Engine, owner: str, *, now: datetime = T0, limit: int = 100
+) -> list[outbox.ClaimedMessage]:
     with session_factory(engine).begin() as s:
-        return [m.id for m in outbox.claim_due(s, now=now, owner=owner, lease=LEASE, limit=limit)]
+        return outbox.claim_due(s, now=now, owner=owner, lease=LEASE, limit=limit)
 
 
 # --- migrations ------------------------------------------------------------------------------
@@ -198,9 +204,9 @@ def test_enqueue_updates_a_pending_row_whose_plan_changed(session: Session) -> N
 def test_enqueue_never_touches_a_sent_row(engine: Engine, session: Session) -> None:
     outbox.enqueue(session, [planned(1)], T0)
     session.commit()
-    [claimed] = claim(engine, "w1")
+    [claimed] = claims(engine, "w1")
     with session.begin():
-        assert outbox.mark_sent(session, claimed, "w1", T0)
+        assert outbox.mark_sent(session, claimed.id, claimed.lease, T0)
     report = outbox.enqueue(session, [planned(1, due_at=T0 + timedelta(days=1))], T0)
     session.commit()
     assert (report.inserted, report.updated, report.unchanged) == (0, 0, 1)
@@ -329,10 +335,11 @@ def test_claim_on_sqlite_must_open_the_transaction(session: Session, backend: st
 def test_retry_backoff_delays_the_next_claim(engine: Engine, session: Session) -> None:
     outbox.enqueue(session, [planned(1)], T0)
     session.commit()
-    [mid] = claim(engine, "a")
+    [claimed] = claims(engine, "a")
+    mid = claimed.id
     retry_at = T0 + timedelta(minutes=10)
     with session.begin():
-        assert outbox.mark_retry(session, mid, "a", retry_at, 421, "try later", T0)
+        assert outbox.mark_retry(session, mid, claimed.lease, retry_at, 421, "try later", T0)
     assert claim(engine, "a", now=retry_at - timedelta(seconds=1)) == []
     assert outbox.next_due_at(session) == retry_at
     session.rollback()
@@ -361,38 +368,48 @@ def test_reaping_returns_expired_leases(engine: Engine, session: Session) -> Non
     assert claim(engine, "alive", now=T0 + LEASE + timedelta(seconds=2)) == [mid]
 
 
-@pytest.mark.parametrize("finish", ["sent", "retry", "failed", "skipped"])
+@pytest.mark.parametrize("finish", ["sent", "retry", "failed", "skipped", "release"])
+@pytest.mark.parametrize("second_owner", ["fast", "slow"])
 def test_mark_fails_once_the_lease_was_taken_over(
-    engine: Engine, session: Session, finish: str
+    engine: Engine, session: Session, finish: str, second_owner: str
 ) -> None:
+    """A reaped claim cannot finish the claim that replaced it, even the same worker's own
+    (a later batch of one daemon): the claim is the owner and its lease instant."""
     outbox.enqueue(session, [planned(1)], T0)
     session.commit()
-    [mid] = claim(engine, "slow")
+    [first] = claims(engine, "slow")
     later = T0 + LEASE * 2
     with session.begin():
         outbox.reap_leases(session, later)
-    assert claim(engine, "fast", now=later) == [mid]
+    [second] = claims(engine, second_owner, now=later)
+    assert second.id == first.id
 
-    def mark(owner: str) -> bool:
+    def mark(lease: outbox.Lease) -> bool:
+        mid = first.id
         with session.begin():
             match finish:
                 case "sent":
-                    return outbox.mark_sent(session, mid, owner, later)
+                    return outbox.mark_sent(session, mid, lease, later)
                 case "retry":
-                    return outbox.mark_retry(session, mid, owner, later, None, "timeout", later)
+                    return outbox.mark_retry(session, mid, lease, later, None, "timeout", later)
                 case "failed":
-                    return outbox.mark_failed(session, mid, owner, 550, "no such user", later)
+                    return outbox.mark_failed(session, mid, lease, 550, "no such user", later)
+                case "skipped":
+                    return outbox.mark_skipped(session, mid, lease, "expired", later)
                 case _:
-                    return outbox.mark_skipped(session, mid, owner, "expired", later)
+                    return outbox.release(session, mid, lease, later)
 
-    assert mark("slow") is False
-    assert mark("fast") is True
-    assert mark("fast") is False  # finished: no longer claimed by anyone
+    assert mark(first.lease) is False
+    assert row(session, planned(1).identity).state is OutboxState.CLAIMED
+    session.rollback()
+    assert mark(second.lease) is True
+    assert mark(second.lease) is False  # finished: no longer claimed by anyone
     expected = {
         "sent": OutboxState.SENT,
         "retry": OutboxState.PENDING,
         "failed": OutboxState.FAILED,
         "skipped": OutboxState.SKIPPED,
+        "release": OutboxState.PENDING,
     }[finish]
     assert row(session, planned(1).identity).state is expected
     session.rollback()
@@ -425,9 +442,9 @@ def test_cancel_pending_except_keeps_the_plan_and_its_scope(
     other_year = planned(0, occurrence="2017", identity="cm/2017/supplier0@example.com/x")
     outbox.enqueue(session, [*follow_ups, escalation, other_year], T0)
     session.commit()
-    [sent] = claim(engine, "w", limit=1)  # follow-up 0 (lowest id) is claimed, then sent
+    [sent] = claims(engine, "w", limit=1)  # follow-up 0 (lowest id) is claimed, then sent
     with session.begin():
-        outbox.mark_sent(session, sent, "w", T0)
+        outbox.mark_sent(session, sent.id, sent.lease, T0)
 
     keep = {follow_ups[1].identity, follow_ups[2].identity}
     with session.begin():
