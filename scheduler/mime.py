@@ -160,14 +160,14 @@ def _assemble(msg: OutgoingMessage, date: datetime) -> tuple[_Headers, list[_Par
         raise ValueError("to must be a non-empty tuple of addresses")
 
     headers: _Headers = [
-        ("From", _mailboxes("From", [msg.sender])),
+        ("From", _sender_header(msg.sender)),
         ("To", _mailboxes("To", msg.to)),
     ]
     if msg.reply_to is not None:
         headers.append(("Reply-To", _mailboxes("Reply-To", [msg.reply_to])))
     headers += [
         ("Subject", _unstructured("Subject", msg.subject)),
-        ("Date", format_datetime(date)),
+        ("Date", _date_header(date)),
         ("Message-ID", _fold("Message-ID", f"<{msg.message_id}>")),
     ]
     for name, value in msg.headers:
@@ -226,6 +226,17 @@ def _text_part(subtype: str, text: str, params: str = "") -> _Part:
         ("Content-Transfer-Encoding", encoding),
     ]
     return _Part(headers, encoded.decode("ascii"))
+
+
+# Every message of a run has the same sender and is dated the same instant.
+@lru_cache(maxsize=16)
+def _sender_header(sender: str) -> str:
+    return _mailboxes("From", [sender])
+
+
+@lru_cache(maxsize=16)
+def _date_header(date: datetime) -> str:
+    return format_datetime(date)
 
 
 def _mailboxes(name: str, values: Iterable[str]) -> str:
