@@ -178,6 +178,13 @@ class Service:
                     "owner": self.owner,
                 },
             )
+        if report.lost_lease:
+            # Sent (or skipped), but another claim had the row by the time the outcome was
+            # written: its lease ran out first. That claim may send the message again.
+            log.warning(
+                "lease lost before the outcome was recorded",
+                extra={"action": "lease_lost", "messages": report.lost_lease, "owner": self.owner},
+            )
         return report
 
     async def next_due(self) -> datetime | None:

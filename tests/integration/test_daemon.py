@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -243,6 +244,56 @@ async def test_a_stalled_database_stops_sending_once_the_unrecorded_window_is_fu
     assert report.sent == len(sent) == due
     assert smtp.recorder.message_ids == Counter(m.message_id for m in sent)
     print(f"\nstalled at {stalled} accepted, {recorded} recorded; then all {due} sent once")
+
+
+async def test_an_outcome_recorded_after_its_lease_was_taken_over_is_reported(
+    sqlite_db: Database,
+    smtp: Server,
+    make_service: Callable[..., Service],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the database is stalled, another worker (here: a statement standing in for a
+    replica whose clock says the leases ran out) reaps the claimed rows, and this run claims
+    them again. The outcomes of the old claims then find them gone (the owner is the same,
+    the lease instant is not): each is counted as ``lost_lease`` and logged (``lease_lost``),
+    none marks the new claim as sent, and only they can be duplicates."""
+    db = sqlite_db
+    db.add_suppliers(200, SupplierTier.DIRECT)
+    options = DeliveryOptions(sender="compliance@example.com", concurrency=CONNECTIONS)
+    service = make_service(db, options=options)
+    await service.plan(WAVE_1)
+
+    task = asyncio.create_task(service.deliver(WAVE_1))
+    await eventually(
+        lambda: sum(smtp.recorder.message_ids.values()) >= 20, timeout=15, what="20 sent"
+    )
+    database = make_url(db.url).database
+    assert database is not None
+    reaper = sqlite3.connect(database, isolation_level=None, timeout=10)
+    try:
+        reaper.execute("BEGIN IMMEDIATE")
+        await asyncio.sleep(0.5)  # the sends go on until the unrecorded window is full
+        reaper.execute(
+            "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until = NULL "
+            "WHERE state = 'claimed'"
+        )
+        reaper.execute("COMMIT")
+    finally:
+        reaper.close()
+    with caplog.at_level(logging.WARNING, logger="tickler"):
+        report = await asyncio.wait_for(task, timeout=60)
+
+    sent = db.messages(OutboxMessage.state == OutboxState.SENT)
+    duplicates = sum(n - 1 for n in smtp.recorder.message_ids.values())
+    assert set(smtp.recorder.message_ids) == {m.message_id for m in sent}
+    assert len(sent) == len(db.due(WAVE_1))
+    assert report.lost_lease > 0
+    # Every extra copy at the server is a send whose outcome found its claim gone (the rows
+    # still queued here were sent under their old claim too, and counted the same way).
+    assert duplicates <= report.lost_lease
+    [line] = [r for r in caplog.records if getattr(r, "action", None) == "lease_lost"]
+    assert line.__dict__["messages"] == report.lost_lease
+    print(f"\n{report.lost_lease} outcomes found their lease taken over; {duplicates} duplicates")
 
 
 # Temporary and permanent failures ----------------------------------------------------------
