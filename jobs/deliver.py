@@ -276,9 +276,7 @@ class _Recorder:
         self.report = DeliveryReport()
         self.failure: BaseException | None = None
 
-    def record(self, outcome: _Outcome | None) -> None:
-        if outcome is None:
-            return
+    def record(self, outcome: _Outcome) -> None:
         self._queued.append(outcome)
         self._uncommitted += 1
         if len(self._queued) >= self._group:

@@ -13,8 +13,9 @@ can be recognised by the recipient's server.
 Rules for callers:
 - Every function runs in the caller's session and transaction and never commits: the caller
   commits (``with db.begin_write(factory) as session: ...``, which on SQLite also takes the
-  write lock up front). Commit a claim before sending, and a ``sent`` mark right after the
-  server's 250: nothing is durable before the commit.
+  write lock up front). Commit a claim before sending, and a ``sent`` mark soon after the
+  server's 250: nothing is durable before the commit, and every accepted message not yet
+  recorded is one a crash sends twice (the delivery job bounds how many may wait).
 - ``now`` is always an argument (aware, any zone); nothing here reads the clock.
 - On SQLite ``claim_due`` must open its transaction (it takes the write lock with BEGIN
   IMMEDIATE, since SQLAlchemy silently drops ``skip_locked`` there); SQLite means one replica.
@@ -368,7 +369,7 @@ def mark_sent(session: Session, id: int, lease: Lease, now: datetime) -> bool:
     """Record that the SMTP server accepted message ``id``; False if ``lease`` was lost.
 
     False means the lease expired and was reaped (and maybe claimed by another worker), so the
-    message may go out twice: log it. Commit this right after the server's 250.
+    message may go out twice: log it. Commit this soon after the server's 250.
     """
     return id in mark_sent_many(session, [id], lease, now)
 

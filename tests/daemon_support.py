@@ -50,7 +50,7 @@ from scheduler.record import record
 PROGRAM = "conflict-minerals-2016"
 WAVE_1 = datetime(2017, 1, 9, 17, 0, tzinfo=UTC)  # 09:00 in Los Angeles
 WAVE_2 = datetime(2017, 1, 23, 17, 0, tzinfo=UTC)
-CONNECTIONS = 4  # SmtpTransport connections, and messages in flight at once
+CONNECTIONS = 4  # SmtpTransport connections, and messages on the wire at once
 # Accepted messages whose ``sent`` may still wait for its commit: with the CONNECTIONS on the
 # wire, what a killed daemon can have sent without recording it.
 UNRECORDED: int = Settings.model_fields["unrecorded_sends"].default
