@@ -202,6 +202,23 @@ async def test_two_workers_racing_over_one_wave_send_each_message_once(
     assert max(smtp.recorder.message_ids.values()) == 1
 
 
+async def wave_under_way(
+    db: Database, smtp: Server, service: Service, suppliers: int
+) -> tuple[asyncio.Task[DeliveryReport], sqlite3.Connection]:
+    """Plan and start delivering wave 1 to ``suppliers``; once 20 messages are at the
+    server, return the delivery task and a connection of the test's own to the SQLite file
+    (in autocommit mode: ``BEGIN IMMEDIATE`` on it holds the write lock)."""
+    db.add_suppliers(suppliers, SupplierTier.DIRECT)
+    await service.plan(WAVE_1)
+    task = asyncio.create_task(service.deliver(WAVE_1))
+    await eventually(
+        lambda: sum(smtp.recorder.message_ids.values()) >= 20, timeout=15, what="20 sent"
+    )
+    database = make_url(db.url).database
+    assert database is not None
+    return task, sqlite3.connect(database, isolation_level=None, timeout=10)
+
+
 async def test_a_stalled_database_stops_sending_once_the_unrecorded_window_is_full(
     sqlite_db: Database, smtp: Server, make_service: Callable[..., Service]
 ) -> None:
@@ -210,23 +227,15 @@ async def test_a_stalled_database_stops_sending_once_the_unrecorded_window_is_fu
     CONNECTIONS + unrecorded messages that are not recorded ``sent``, then nothing more until
     the lock is released; then every message is sent and recorded, each once."""
     db = sqlite_db
-    db.add_suppliers(300, SupplierTier.DIRECT)
     unrecorded = 8
     options = DeliveryOptions(
         sender="compliance@example.com", concurrency=CONNECTIONS, unrecorded=unrecorded
     )
-    service = make_service(db, options=options)
-    await service.plan(WAVE_1)
-    due = len(db.due(WAVE_1))
+    task, blocker = await wave_under_way(db, smtp, make_service(db, options=options), 300)
 
     def accepted() -> int:
         return sum(smtp.recorder.message_ids.values())
 
-    task = asyncio.create_task(service.deliver(WAVE_1))
-    await eventually(lambda: accepted() >= 20, timeout=15, what="20 sent")
-    database = make_url(db.url).database
-    assert database is not None
-    blocker = sqlite3.connect(database, isolation_level=None, timeout=10)
     try:
         blocker.execute("BEGIN IMMEDIATE")  # the write lock: no commit gets through
         await asyncio.sleep(1)
@@ -241,6 +250,7 @@ async def test_a_stalled_database_stops_sending_once_the_unrecorded_window_is_fu
     report = await asyncio.wait_for(task, timeout=60)
 
     sent = db.messages(OutboxMessage.state == OutboxState.SENT)
+    due = len(db.due(WAVE_1))
     assert report.sent == len(sent) == due
     assert smtp.recorder.message_ids == Counter(m.message_id for m in sent)
     print(f"\nstalled at {stalled} accepted, {recorded} recorded; then all {due} sent once")
@@ -258,18 +268,8 @@ async def test_an_outcome_recorded_after_its_lease_was_taken_over_is_reported(
     the lease instant is not): each is counted as ``lost_lease`` and logged (``lease_lost``),
     none marks the new claim as sent, and only they can be duplicates."""
     db = sqlite_db
-    db.add_suppliers(200, SupplierTier.DIRECT)
     options = DeliveryOptions(sender="compliance@example.com", concurrency=CONNECTIONS)
-    service = make_service(db, options=options)
-    await service.plan(WAVE_1)
-
-    task = asyncio.create_task(service.deliver(WAVE_1))
-    await eventually(
-        lambda: sum(smtp.recorder.message_ids.values()) >= 20, timeout=15, what="20 sent"
-    )
-    database = make_url(db.url).database
-    assert database is not None
-    reaper = sqlite3.connect(database, isolation_level=None, timeout=10)
+    task, reaper = await wave_under_way(db, smtp, make_service(db, options=options), 200)
     try:
         reaper.execute("BEGIN IMMEDIATE")
         await asyncio.sleep(0.5)  # the sends go on until the unrecorded window is full
