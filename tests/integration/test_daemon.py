@@ -47,6 +47,7 @@ from tests.daemon_support import (
     WAVE_1,
     WAVE_2,
     Database,
+    SinkProcess,
     database,
     sink_process,
     start_daemon,
@@ -470,6 +471,18 @@ async def test_second_daemon_on_one_sqlite_file_is_refused(
 # The daemon as a process: SIGKILL and SIGTERM in the middle of a wave ----------------------
 
 
+def restart_until_finished(db: Database, sink: SinkProcess, now: datetime, tmp_path: Path) -> float:
+    """Start a daemon a minute after ``now`` (the stopped one's leases have run out), let it
+    finish the wave, stop it with SIGTERM; return how long the stop took."""
+    log = tmp_path / "daemon-2.log"
+    daemon = start_daemon(db, sink, now + timedelta(minutes=1), log)
+    try:
+        wait_while_running(daemon, lambda: not db.unfinished(now), log, "the wave finished")
+    finally:
+        took = stop(daemon, log)
+    return took
+
+
 @pytest.mark.slow
 def test_sigkill_mid_wave_then_restart_delivers_everything_duplicating_only_in_flight(
     sqlite_db: Database, tmp_path: Path
@@ -490,14 +503,7 @@ def test_sigkill_mid_wave_then_restart_delivers_everything_duplicating_only_in_f
         claimed = {m.message_id for m in db.messages(OutboxMessage.state == OutboxState.CLAIMED)}
 
         # Restarted a minute later: the dead daemon's leases have run out and are reaped.
-        second_log = tmp_path / "daemon-2.log"
-        second = start_daemon(db, sink, now + timedelta(minutes=1), second_log)
-        try:
-            wait_while_running(
-                second, lambda: not db.unfinished(now), second_log, "the wave finished"
-            )
-        finally:
-            stop_took = stop(second, second_log)
+        stop_took = restart_until_finished(db, sink, now, tmp_path)
         ids = sink.ids()
 
     due = db.due(now)
@@ -541,14 +547,7 @@ def test_sigterm_mid_wave_exits_0_without_leaving_claims_and_restart_finishes(
         left_claimed = db.messages(OutboxMessage.state == OutboxState.CLAIMED)
         unsent = len(db.unfinished(now))
 
-        second_log = tmp_path / "daemon-2.log"
-        second = start_daemon(db, sink, now + timedelta(minutes=1), second_log)
-        try:
-            wait_while_running(
-                second, lambda: not db.unfinished(now), second_log, "the wave finished"
-            )
-        finally:
-            stop(second, second_log)
+        restart_until_finished(db, sink, now, tmp_path)
         ids = sink.ids()
 
     # SIGTERM lets the batch in flight finish: every claim is settled before the exit.
