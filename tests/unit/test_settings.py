@@ -98,3 +98,18 @@ def test_log_format(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().log_format == "json"
     monkeypatch.setenv("TICKLER_LOG_FORMAT", "text")
     assert Settings().log_format == "text"
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("1", 1), ("16", 16), ("1000", 1000), ("0", None), ("1001", None), ("many", None)],
+)
+def test_unrecorded_sends_bounds(
+    monkeypatch: pytest.MonkeyPatch, value: str, accepted: int | None
+) -> None:
+    monkeypatch.setenv("TICKLER_UNRECORDED_SENDS", value)
+    if accepted is None:
+        with pytest.raises(ValueError, match="unrecorded_sends"):
+            Settings()
+    else:
+        assert Settings().unrecorded_sends == accepted
