@@ -9,7 +9,7 @@
     the envelope, as ``SmtpTransport`` does) just before sending it, which any sender must do.
     Templates are rendered beforehand, as for (a).
 (c) the daemon's path: as many due rows in a fresh SQLite database, put there by
-    ``scheduler.outbox.enqueue``, delivered by ``Service.deliver`` over
+    ``jobs.storage.outbox.enqueue``, delivered by ``Service.deliver`` over
     ``SmtpTransport(connections=...)``: claim, render, build the MIME, send, commit ``sent``.
 
 The SMTP server is ``tests.smtp_sink`` in a separate process. In a thread of this process it
@@ -43,10 +43,10 @@ import aiosmtplib
 
 from config.settings import Settings
 from jobs.deliver import DeliveryOptions, compose
-from scheduler.db import begin_write, make_engine, session_factory, upgrade
-from scheduler.mime import OutgoingMessage, envelope_recipients, envelope_sender, mime_bytes
-from scheduler.outbox import ClaimedMessage, PlannedMessage, counts, enqueue
-from scheduler.service import Service
+from jobs.mail.mime import OutgoingMessage, envelope_recipients, envelope_sender, mime_bytes
+from jobs.storage.db import begin_write, make_engine, session_factory, upgrade
+from jobs.storage.outbox import ClaimedMessage, PlannedMessage, counts, enqueue
+from scheduler.daemon.service import Service
 
 TARGET = 0.8
 RUNS = {

@@ -42,10 +42,11 @@ from calendars.events import Audience, Event, EventKind
 from calendars.ical import FeedItem, FeedMeta, default_description, render_feed
 from config.loader import load_programs
 from config.settings import Settings
-from scheduler import http, tokens
-from scheduler.db import begin_write, upgrade
-from scheduler.imports import DEMO_FILES, DEMO_SCENARIO, demo_dir, import_csv, load_scenario
-from scheduler.service import Service
+from jobs.imports import DEMO_FILES, DEMO_SCENARIO, demo_dir, import_csv, load_scenario
+from jobs.storage import tokens
+from jobs.storage.db import begin_write, upgrade
+from scheduler.daemon.service import Service
+from scheduler.web import http
 
 NOW = datetime(2003, 3, 1, 18, 0, tzinfo=UTC)
 FEED = "person:employee:E1005"

@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendars.events import Audience, Event, EventKind
 from calendars.ical import FeedItem, render_invitation
 from jobs.digest import digest_context
+from jobs.mail.mime import OutgoingMessage
+from jobs.mail.transport import DeliveryStatus, Transport
 from jobs.render import TemplateError, render
-from scheduler import outbox
-from scheduler.mail import DeliveryStatus, Transport
-from scheduler.mime import OutgoingMessage
+from jobs.storage import outbox
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

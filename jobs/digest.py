@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.db import Obligation, OutboxMessage, OutboxState, Person
+from jobs.storage.db import Obligation, OutboxMessage, OutboxState, Person
 
 WINDOW = timedelta(days=7)
 LISTED = 25  # lines per section; the counts are always complete

@@ -25,9 +25,9 @@ from calendars.events import Event
 from calendars.notices import Notice, Plan, Snapshot, Team
 from calendars.plan import expand_program
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
-from scheduler.db import EventVersion, Obligation, ObligationKind, dialect_name
-from scheduler.outbox import PlannedMessage, cancel_pending, enqueue
-from scheduler.snapshot import load_snapshot, load_versions
+from jobs.storage.db import EventVersion, Obligation, ObligationKind, dialect_name
+from jobs.storage.outbox import PlannedMessage, cancel_pending, enqueue
+from jobs.storage.snapshot import load_snapshot, load_versions
 
 # Notices that had already expired this long before they were first planned are history
 # (a program file describing a past campaign), not a backlog: they are not queued at all.
@@ -180,7 +180,7 @@ def replan(
 
 
 def _pending_not_in(session: Session, programs: set[str], keep: set[str]) -> set[str]:
-    from scheduler.db import OutboxMessage, OutboxState
+    from jobs.storage.db import OutboxMessage, OutboxState
 
     rows = session.scalars(
         select(OutboxMessage.identity).where(

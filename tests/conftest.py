@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from scheduler.db import make_engine, session_factory, upgrade
+from jobs.storage.db import make_engine, session_factory, upgrade
 
 POSTGRES_ENV = "TICKLER_TEST_POSTGRES_URL"
 

@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.programs import Program
 from config.settings import Settings
-from scheduler.db import (
+from jobs.record import record
+from jobs.storage.db import (
     OutboxMessage,
     OutboxState,
     Person,
@@ -43,7 +44,6 @@ from scheduler.db import (
     session_factory,
     upgrade,
 )
-from scheduler.record import record
 
 # In ``conflict-minerals-2016`` wave 1 (contract manufacturers and direct suppliers) is due on
 # 2017-01-09 at 09:00 America/Los_Angeles, 17:00 UTC; wave 2 (indirect) two weeks later.
@@ -206,7 +206,7 @@ def sink_process(tmp_path: Path, port: int = 0) -> Iterator[SinkProcess]:
 
 def daemon_command(now: datetime) -> list[str]:
     """Return the command line of ``tickler --now NOW run`` (the daemon's clock starts at NOW)."""
-    command = "from scheduler.cli import main; main()"
+    command = "from scheduler.cli.main import main; main()"
     return [sys.executable, "-c", command, "--now", now.isoformat(), "run"]
 
 

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from scheduler.mail import SmtpTransport
+from jobs.mail.transport import SmtpTransport
 
 LOCAL_HOSTNAME = "tickler.test"  # skips aiosmtplib's getfqdn() lookup on every connection
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)

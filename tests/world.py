@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 from config.loader import load_programs
 from config.programs import Program
 from config.settings import Settings
-from scheduler import http
-from scheduler.db import (
+from jobs.storage.db import (
     FcpaRole,
     OptionGrant,
     Person,
@@ -29,7 +28,8 @@ from scheduler.db import (
     SupplierTier,
     begin_write,
 )
-from scheduler.service import Service
+from scheduler.daemon.service import Service
+from scheduler.web import http
 from tests.ical_lint import lint_ics
 
 PROGRAMS = load_programs(None)

@@ -25,10 +25,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
-from scheduler.api import openapi
-from scheduler.db import EventLog, FeedToken, OptionGrant, Person
-from scheduler.http import create_app
-from scheduler.service import Service
+from jobs.storage.db import EventLog, FeedToken, OptionGrant, Person
+from scheduler.daemon.service import Service
+from scheduler.web.api import openapi
+from scheduler.web.http import create_app
 from tests.world import HR_TOKEN, OPEN_WEEK, FakeClock, live_server, seeded, service
 
 SCHEMA = schemathesis.openapi.from_dict(openapi())

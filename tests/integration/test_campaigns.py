@@ -21,11 +21,11 @@ from sqlalchemy import select
 
 from config.loader import load_programs
 from config.settings import Settings
-from scheduler.daemon import simulate
-from scheduler.db import OutboxMessage, OutboxState, make_engine, session_factory
-from scheduler.imports import DEMO_FILES, DEMO_SCENARIO, demo_dir, import_csv, load_scenario
-from scheduler.mail import MaildirTransport
-from scheduler.service import Service
+from jobs.imports import DEMO_FILES, DEMO_SCENARIO, demo_dir, import_csv, load_scenario
+from jobs.mail.transport import MaildirTransport
+from jobs.storage.db import OutboxMessage, OutboxState, make_engine, session_factory
+from scheduler.daemon.loop import simulate
+from scheduler.daemon.service import Service
 
 pytestmark = pytest.mark.slow
 PROGRAMS = {p.id: p for p in load_programs(None)}

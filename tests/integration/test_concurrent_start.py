@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from scheduler.db import current_revision, upgrade
+from jobs.storage.db import current_revision, upgrade
 
 REPLICAS = 4
 

@@ -1,7 +1,7 @@
 """End to end: planning, delivery and the daemon against a real SMTP server (aiosmtpd).
 
 The database is built by the migrations (``upgrade``), people are inserted with the ORM and
-facts recorded through ``scheduler.record``; the programs are the shipped demo programs. In
+facts recorded through ``jobs.record``; the programs are the shipped demo programs. In
 ``conflict-minerals-2016`` wave 1 (contract manufacturers and direct suppliers) is due on
 2017-01-09 at 09:00 America/Los_Angeles, 17:00 UTC; wave 2 (indirect) two weeks later.
 "Now" is a fake clock, or the CLI's hidden ``--now`` for a daemon in a subprocess.
@@ -29,16 +29,16 @@ from config.loader import load_programs
 from config.programs import Program
 from config.settings import Settings
 from jobs.deliver import DeliveryOptions, DeliveryReport
-from scheduler.cli import cli
-from scheduler.daemon import Daemon
-from scheduler.db import (
+from jobs.storage.db import (
     Obligation,
     OutboxMessage,
     OutboxState,
     Person,
     SupplierTier,
 )
-from scheduler.service import Service, SingleReplicaError
+from scheduler.cli.main import cli
+from scheduler.daemon.loop import Daemon
+from scheduler.daemon.service import Service, SingleReplicaError
 from tests.daemon_support import (
     CONNECTIONS,
     CRASH_WINDOW,

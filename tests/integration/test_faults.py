@@ -24,7 +24,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import create_engine
 
-from scheduler.db import OutboxMessage, OutboxState, SupplierTier
+from jobs.storage.db import OutboxMessage, OutboxState, SupplierTier
 from tests.daemon_support import (
     CRASH_WINDOW,
     FINAL,

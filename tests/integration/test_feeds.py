@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from config.programs import OptionExchange, Presentation
-from scheduler import tokens
-from scheduler.cli import cli
-from scheduler.db import FeedToken, begin_write
-from scheduler.feeds import FeedError, FeedSource, parse_feed
-from scheduler.record import record
-from scheduler.service import Service
+from jobs.record import record
+from jobs.storage import tokens
+from jobs.storage.db import FeedToken, begin_write
+from scheduler.cli.main import cli
+from scheduler.daemon.service import Service
+from scheduler.web.feeds import FeedError, FeedSource, parse_feed
 from tests.world import OFFER, OPEN_WEEK, PROGRAMS, events_by_uid, parse, seeded, service, utc
 
 PAT = "person:employee:E1001"

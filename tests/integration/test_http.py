@@ -20,11 +20,11 @@ import httpx
 import pytest
 from sqlalchemy import delete, func, select
 
-from scheduler import tokens
-from scheduler.daemon import Daemon
-from scheduler.db import EventLog, EventSource, FeedToken, Person, begin_write
-from scheduler.http import create_app
-from scheduler.service import Service
+from jobs.storage import tokens
+from jobs.storage.db import EventLog, EventSource, FeedToken, Person, begin_write
+from scheduler.daemon.loop import Daemon
+from scheduler.daemon.service import Service
+from scheduler.web.http import create_app
 from tests.world import (
     ELECTIONS_ONLY,
     HR_TOKEN,
@@ -559,7 +559,7 @@ def test_tickler_run_serves_feeds_api_health_and_metrics_and_stops_on_sigterm(
         "TICKLER_SWEEP_SECONDS": "1",
     }
     log = tmp_path / "daemon.log"
-    command = [sys.executable, "-c", "from scheduler.cli import main; main()"]
+    command = [sys.executable, "-c", "from scheduler.cli.main import main; main()"]
     command += ["--now", OPEN_WEEK.isoformat(), "run"]
     with log.open("wb") as output:
         process = subprocess.Popen(

@@ -17,10 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from config.loader import load_programs
-from scheduler.cli import cli
-from scheduler.cli_import import import_command
-from scheduler.db import EventLog, EventSource, OptionGrant, Person, PersonKind, SupplierTier
-from scheduler.imports import (
+from jobs.imports import (
     DEMO_FILES,
     DEMO_SCENARIO,
     ImportErrors,
@@ -30,6 +27,9 @@ from scheduler.imports import (
     import_csv,
     load_scenario,
 )
+from jobs.storage.db import EventLog, EventSource, OptionGrant, Person, PersonKind, SupplierTier
+from scheduler.cli.imports import import_command
+from scheduler.cli.main import cli
 
 T0 = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=1)

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from scheduler.mail import (
+from jobs.mail.mime import mime_bytes
+from jobs.mail.transport import (
     DeliveryResult,
     DeliveryStatus,
     MaildirTransport,
@@ -32,7 +33,6 @@ from scheduler.mail import (
     SmtpTransport,
     build_mime,
 )
-from scheduler.mime import mime_bytes
 from tests.smtp_sink import LOCAL_HOSTNAME, Server, sinks
 
 DATE = datetime(2027, 5, 31, 13, 0, tzinfo=UTC)

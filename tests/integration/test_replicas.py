@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from scheduler.db import OutboxMessage, OutboxState, SupplierTier
+from jobs.storage.db import OutboxMessage, OutboxState, SupplierTier
 from tests.conftest import PostgresServer
 from tests.daemon_support import (
     CONNECTIONS,

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from scheduler import outbox
-from scheduler.db import (
+from jobs.storage import outbox
+from jobs.storage.db import (
     Base,
     FeedToken,
     OutboxMessage,
@@ -31,7 +31,7 @@ from scheduler.db import (
     session_factory,
     upgrade,
 )
-from scheduler.outbox import PlannedMessage
+from jobs.storage.outbox import PlannedMessage
 
 T0 = datetime(2017, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from scheduler.logs import MASK, QUIET_LOGGERS, RedactFilter, configure_logging, redact, scrub
+from scheduler.daemon.logs import (
+    MASK,
+    QUIET_LOGGERS,
+    RedactFilter,
+    configure_logging,
+    redact,
+    scrub,
+)
 
 Lines = Callable[[], list[dict[str, Any]]]
 

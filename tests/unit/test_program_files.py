@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from config.loader import default_program_dir, locate
-from scheduler.cli import cli
+from scheduler.cli.main import cli
 
 OFFER = "option-exchange-2003.toml"
 CM = "conflict-minerals-2016.toml"

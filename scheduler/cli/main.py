@@ -196,8 +196,8 @@ def main() -> None:
 
 def _register() -> None:
     # The command modules import this one for `cli`; importing them here adds their commands.
-    from scheduler import cli_feeds, commands  # noqa: F401
-    from scheduler.cli_import import import_command
+    from scheduler.cli import commands, feeds  # noqa: F401
+    from scheduler.cli.imports import import_command
 
     cli.add_command(import_command)
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Float, case, cast, extract, func, select
 from sqlalchemy.orm import Session
 
-from scheduler.db import Obligation, OutboxMessage, OutboxState, dialect_name
+from jobs.storage.db import Obligation, OutboxMessage, OutboxState, dialect_name
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENESS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)

@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.orm import Session
 
-from scheduler.db import make_engine, session_factory, upgrade
-from scheduler.imports import (
+from jobs.imports import (
     DEMO_FILES,
     DEMO_SCENARIO,
     ImportErrors,
@@ -24,9 +23,10 @@ from scheduler.imports import (
     import_csv,
     load_scenario,
 )
+from jobs.storage.db import make_engine, session_factory, upgrade
 
 if TYPE_CHECKING:
-    from scheduler.cli import Context
+    from scheduler.cli.main import Context
 
 #: Files with more data rows than this get a progress bar.
 PROGRESS_ROWS = 1000
@@ -57,7 +57,7 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
     listed), equal ones left alone, so importing a file twice is harmless. A file with any
     error changes nothing; every error is printed as FILE:LINE: COLUMN: what is wrong.
     """
-    from scheduler.cli import fail  # scheduler.cli registers this command: import it late
+    from scheduler.cli.main import fail  # scheduler.cli.main registers this command: import it late
 
     if kind == "demo":
         if file is not None:

@@ -49,7 +49,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from scheduler.db import OutboxMessage, OutboxState, begin_immediate, dialect_name
+from jobs.storage.db import OutboxMessage, OutboxState, begin_immediate, dialect_name
 
 # Rows per INSERT / IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535 bind
 # parameters per statement, big enough that 20,000 messages take a few dozen round trips.

@@ -37,8 +37,8 @@ from calendars.personal import personal_calendar
 from calendars.plan import expand_program
 from config.programs import Program
 from jobs.planning import CANCELLED, effective, fingerprint, update_versions
-from scheduler.db import EventLog, EventVersion, OptionGrant, Person, PersonKind, begin_write
-from scheduler.snapshot import load_facts, person_view
+from jobs.storage.db import EventLog, EventVersion, OptionGrant, Person, PersonKind, begin_write
+from jobs.storage.snapshot import load_facts, person_view
 
 PROGRAM = "program"
 PERSON = "person"

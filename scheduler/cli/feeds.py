@@ -16,11 +16,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from scheduler import tokens
-from scheduler.cli import Context, cli, fail
-from scheduler.db import begin_write
-from scheduler.feeds import FeedError, FeedSource
-from scheduler.service import Service
+from jobs.storage import tokens
+from jobs.storage.db import begin_write
+from scheduler.cli.main import Context, cli, fail
+from scheduler.daemon.service import Service
+from scheduler.web.feeds import FeedError, FeedSource
 
 FEEDS = click.argument("names", metavar="FEED...", nargs=-1, required=True)
 

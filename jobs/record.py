@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from calendars import offer_notices
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
-from scheduler.db import EventLog, EventSource, FcpaRole, Person, PersonKind
-from scheduler.snapshot import FACT_KINDS as KINDS
-from scheduler.snapshot import load_facts, load_snapshot
+from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
+from jobs.storage.snapshot import FACT_KINDS as KINDS
+from jobs.storage.snapshot import load_facts, load_snapshot
 
 # A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
 CLOCK_SKEW = timedelta(minutes=5)

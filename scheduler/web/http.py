@@ -2,7 +2,7 @@
 
 ``tickler run`` serves this app with uvicorn on the daemon's event loop (``serve``). Feeds are
 rendered in worker threads and cached in memory until what they were built from changes (see
-``scheduler.feeds``). The database is asked whether anything changed at most once every
+``scheduler.web.feeds``). The database is asked whether anything changed at most once every
 ``feed_check_seconds`` (``Changes``); in between, a feed already verified is answered from
 memory, so a revoked token or a new fact reaches the feeds within that delay (1 s by default).
 Conditional GET: a strong ETag (a hash of the bytes) and Last-Modified (the newest event
@@ -35,11 +35,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from scheduler import api, metrics, tokens
-from scheduler.daemon import Daemon, utc_now
-from scheduler.db import EventLog, EventVersion, FeedToken
-from scheduler.feeds import FeedError, FeedSource, Rendered, feed_day
-from scheduler.service import Service
+from jobs.storage import tokens
+from jobs.storage.db import EventLog, EventVersion, FeedToken
+from scheduler.daemon.loop import Daemon, utc_now
+from scheduler.daemon.service import Service
+from scheduler.web import api, metrics
+from scheduler.web.feeds import FeedError, FeedSource, Rendered, feed_day
 
 log = logging.getLogger("tickler")
 

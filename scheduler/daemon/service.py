@@ -21,9 +21,10 @@ from calendars.notices import Team
 from config.programs import Program
 from config.settings import Settings
 from jobs.deliver import DeliveryOptions, DeliveryReport, deliver_due
+from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
 from jobs.planning import PlanReport, replan
-from scheduler import outbox
-from scheduler.db import (
+from jobs.storage import outbox
+from jobs.storage.db import (
     EventLog,
     begin_write,
     lock_planning,
@@ -31,8 +32,7 @@ from scheduler.db import (
     session_factory,
     upgrade,
 )
-from scheduler.mail import MaildirTransport, SmtpTransport, Transport
-from scheduler.snapshot import FACT_KINDS
+from jobs.storage.snapshot import FACT_KINDS
 
 log = logging.getLogger("tickler")
 

@@ -22,7 +22,7 @@ import aiosmtplib
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import Default
 
-from scheduler.mime import (
+from jobs.mail.mime import (
     OutgoingMessage,
     build_mime,
     envelope_recipients,

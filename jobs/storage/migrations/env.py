@@ -1,4 +1,4 @@
-"""Alembic environment: run by ``scheduler.db.upgrade`` / ``downgrade``, no alembic.ini needed.
+"""Alembic environment: run by ``jobs.storage.db.upgrade`` / ``downgrade``, no alembic.ini needed.
 
 The caller hands over an open connection in ``config.attributes["connection"]`` (inside its
 transaction); the ``alembic`` command line works too with ``-x url=...`` or
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from scheduler.db import Base, make_engine, normalize_url
+from jobs.storage.db import Base, make_engine, normalize_url
 
 config = context.config
 target_metadata = Base.metadata

@@ -41,7 +41,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.programs import Program
-from scheduler.db import (
+from jobs.record import RecordError, find_person, record
+from jobs.storage.db import (
     EventLog,
     EventSource,
     FcpaRole,
@@ -51,7 +52,6 @@ from scheduler.db import (
     SupplierTier,
     begin_immediate,
 )
-from scheduler.record import RecordError, find_person, record
 
 Kind = Literal["suppliers", "employees", "third-parties", "grants"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -506,7 +506,7 @@ def _import_people(
     for done, (_line, row) in enumerate(rows, 1):
         values = row.values()
         if values.get("termination_date", "") is None:
-            # A termination is recorded as an event (``scheduler.record``), which sets this
+            # A termination is recorded as an event (``jobs.record``), which sets this
             # date; an HR export that lags behind must not quietly undo it and put the person
             # back on the offer's mailing list. A date in the file still replaces it.
             del values["termination_date"]
@@ -694,7 +694,7 @@ def load_scenario(
 ) -> ScenarioReport:
     """Record the events of ``path`` (``at,kind,program,person,payload``) in one transaction.
 
-    Each row goes through ``scheduler.record.record``, so a scenario obeys every rule an API
+    Each row goes through ``jobs.record.record``, so a scenario obeys every rule an API
     call does (no election after the cutoff, no withdrawal without an election). A row whose
     event (kind, program, person, at) is already in the event log is skipped, which makes
     loading the same file twice a no-op. All or nothing: any bad row raises ``ImportErrors``.

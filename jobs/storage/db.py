@@ -121,7 +121,7 @@ class EventSource(enum.StrEnum):
 
 
 class OutboxState(enum.StrEnum):
-    """Life of an outgoing message; see ``scheduler.outbox`` for the transitions."""
+    """Life of an outgoing message; see ``jobs.storage.outbox`` for the transitions."""
 
     PENDING = "pending"
     CLAIMED = "claimed"
@@ -252,7 +252,7 @@ class EventLog(Base):
 
 
 class OutboxMessage(Base):
-    """One outgoing email with its delivery state; ``scheduler.outbox`` holds all its SQL.
+    """One outgoing email with its delivery state; ``jobs.storage.outbox`` holds all its SQL.
 
     ``identity`` ("program/occurrence/recipient/step") is what makes a message exactly-once:
     planning the same message twice hits the unique key. ``message_id`` is the RFC 5322

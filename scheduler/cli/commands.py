@@ -16,10 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings
-from scheduler import http
-from scheduler.cli import Context, cli, fail
-from scheduler.daemon import Daemon, clock_from, simulate, utc_now
-from scheduler.db import (
+from jobs.record import RecordError, record
+from jobs.storage.db import (
     Obligation,
     OutboxMessage,
     OutboxState,
@@ -27,9 +25,11 @@ from scheduler.db import (
     downgrade,
     upgrade,
 )
-from scheduler.logs import configure_logging, scrub
-from scheduler.record import RecordError, record
-from scheduler.service import Service, SingleReplicaError
+from scheduler.cli.main import Context, cli, fail
+from scheduler.daemon.logs import configure_logging, scrub
+from scheduler.daemon.loop import Daemon, clock_from, simulate, utc_now
+from scheduler.daemon.service import Service, SingleReplicaError
+from scheduler.web import http
 
 
 def _service(obj: Context) -> Service:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from jobs.deliver import DeliveryReport
-from scheduler.service import Service
+from scheduler.daemon.service import Service
 
 log = logging.getLogger("tickler")
 Clock = Callable[[], datetime]

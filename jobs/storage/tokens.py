@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler.db import FeedToken
+from jobs.storage.db import FeedToken
 
 TOKEN_BYTES = 32
 # token_urlsafe(32) is 43 characters; anything else cannot be a token and costs no query.

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
-from scheduler.db import EventLog, EventVersion, OptionGrant, Person
+from jobs.storage.db import EventLog, EventVersion, OptionGrant, Person
 
 # Facts the planners react to; imports and other bookkeeping rows are left out.
 FACT_KINDS = (

@@ -1,7 +1,7 @@
 """The JSON API: record what happened, with the same meaning as ``tickler record``.
 
 One endpoint per kind of fact (``POST /api/v1/elections`` …), a pydantic model per body, and
-``scheduler.record.record`` behind them all, so the API and the CLI accept and refuse exactly
+``jobs.record.record`` behind them all, so the API and the CLI accept and refuse exactly
 the same facts. Callers authenticate with a bearer token from the settings (``NAME:SECRET``);
 the name goes into the event log as ``api:NAME``. Status codes: 401 no or unknown token,
 403 the token may not record this kind, 404 unknown program or person, 409 refused by the
@@ -35,10 +35,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.settings import RecordKind, Settings, api_token_parts
-from scheduler.db import begin_write
-from scheduler.metrics import Counters
-from scheduler.record import RecordError, record
-from scheduler.service import Service
+from jobs.record import RecordError, record
+from jobs.storage.db import begin_write
+from scheduler.daemon.service import Service
+from scheduler.web.metrics import Counters
 
 log = logging.getLogger("tickler")
 
@@ -48,7 +48,7 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # one line of text: no control characters
 
 Line = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_PRINTABLE)]
 Text = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
-# The address check of ``scheduler.record``, stated in the schema so clients can see it.
+# The address check of ``jobs.record``, stated in the schema so clients can see it.
 Email = Annotated[
     str,
     StringConstraints(
@@ -92,7 +92,7 @@ class Fact(BaseModel):
     )
 
     def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
-        """Return (program, person, payload) as ``scheduler.record.record`` takes them."""
+        """Return (program, person, payload) as ``jobs.record.record`` takes them."""
         raise NotImplementedError
 
 
