@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 UID_DOMAIN = "tickler"
 
@@ -128,3 +129,71 @@ def day_event(
         person=person,
         details=dict(details or {}),
     )
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """Return ``event`` as JSON-ready values that ``event_from_dict`` turns back into it.
+
+    This is how an event travels in an outbox row's context and is kept in storage: the
+    invitation an email carries is then the calendar's own event, not a copy rebuilt from
+    strings. ``details`` must already hold JSON values (they do: ``tickler plan --format
+    json`` writes them).
+    """
+    return {
+        "program": event.program,
+        "key": event.key,
+        "kind": str(event.kind),
+        "title": event.title,
+        "start": _when_to_text(event.start),
+        "end": _when_to_text(event.end),
+        "timezone": event.timezone,
+        "audiences": sorted(str(a) for a in event.audiences),
+        "description": event.description,
+        "location": event.location,
+        "person": event.person,
+        "details": dict(event.details),
+    }
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """Return the event ``event_to_dict`` wrote; raise ``ValueError`` or ``KeyError`` if
+    ``data`` is not one."""
+    return Event(
+        program=str(data["program"]),
+        key=str(data["key"]),
+        kind=EventKind(data["kind"]),
+        title=str(data["title"]),
+        start=_when_from_text(str(data["start"])),
+        end=_when_from_text(str(data["end"])),
+        timezone=str(data["timezone"]),
+        audiences=frozenset(Audience(a) for a in data["audiences"]),
+        description=str(data["description"]),
+        location=str(data["location"]),
+        person=None if data["person"] is None else str(data["person"]),
+        details=dict(data["details"]),
+    )
+
+
+def _when_to_text(value: date | datetime) -> str:
+    """Write a date, or an instant with its offset and, for an IANA zone, the zone's name in
+    brackets (RFC 9557: ``2002-12-19T15:30:00-08:00[America/Los_Angeles]``).
+
+    The offset alone would come back as a fixed-offset instant: equal, but no longer in the
+    zone, so adding a day to it would go wrong across a DST change.
+    """
+    if not isinstance(value, datetime):
+        return value.isoformat()
+    zone = value.tzinfo
+    return f"{value.isoformat()}[{zone.key}]" if isinstance(zone, ZoneInfo) else value.isoformat()
+
+
+def _when_from_text(text: str) -> date | datetime:
+    stamp, _, zone = text.partition("[")
+    if "T" not in stamp:
+        return date.fromisoformat(stamp)
+    value = datetime.fromisoformat(stamp)
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {text!r}")
+    # The offset fixes the instant (and so the fold of a repeated local hour); the zone is
+    # put back around it.
+    return value.astimezone(ZoneInfo(zone.removesuffix("]"))) if zone else value

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from calendars.clock import local_instant
+from calendars.events import Event
 from config.programs import ProgramBase
 
 
@@ -98,6 +99,9 @@ class Snapshot:
     team: Team
     # SEQUENCE of each event (by event key) and the time it last changed, from storage.
     versions: Mapping[str, tuple[int, datetime]] = field(default_factory=dict)
+    # Each event as storage last kept it, by event key: a removed one as it was before its
+    # removal (what its cancellation shows). Rows stored before storage kept events have none.
+    events: Mapping[str, Event] = field(default_factory=dict)
 
     def facts_until(self, now: datetime, program: str, kinds: Iterable[str]) -> list[Fact]:
         wanted = set(kinds)

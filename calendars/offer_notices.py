@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from calendars import option_exchange as ox
 from calendars.clock import localize
+from calendars.events import Event, EventKind, event_to_dict
 from calendars.exchange import (
     EligibilityRule,
     ExchangeLine,
@@ -154,6 +156,8 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
     obligations: list[ObligationState] = []
     cutoff_text = f"{d.cutoff:%A %-d %B %Y, %-I:%M %p} {d.cutoff.tzname()}"
     announce = at_send_time(program, program.open)
+    # The invitations carry the calendar's own events, so mail and feeds show the same meeting.
+    presentations = {e.key: e for e in ox.expand(program) if e.kind is EventKind.PRESENTATION}
 
     shared = {
         "program_name": program.name,
@@ -172,34 +176,30 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
         for p in program.presentations:
             key = f"presentation/{p.key}"
             seq, changed = snapshot.versions.get(key, (0, announce))
-            start = localize(p.start, program.zone)
+            event = presentations[key]
             notice(
                 h.person,
                 "presentation_invitation",
                 f"invite/{p.key}/{seq}",
                 # The first invitation goes with the announcement; an update when it changed.
                 announce if seq == 0 else max(announce, changed),
-                utc(start),
-                event_key=key,
-                sequence=seq,
-                start=start.isoformat(),
-                end=localize(p.end, program.zone).isoformat(),
+                utc(localize(p.start, program.zone)),
+                **_meeting(event, seq, changed),
                 location=p.location,
                 dial_in=p.dial_in,
             )
         for key, (seq, changed) in snapshot.versions.items():
-            if key.startswith("presentation/") and key.removeprefix("presentation/") not in {
-                p.key for p in program.presentations
-            }:
-                # A meeting removed from the file: cancel it in every invitee's calendar.
+            if key.startswith("presentation/") and key not in presentations:
+                # A meeting removed from the file: cancel it in every invitee's calendar, as
+                # it was before its removal (storage kept it), so clients match the meeting.
+                was = snapshot.events.get(key)
                 notice(
                     h.person,
                     "presentation_cancellation",
                     f"cancel/{key}/{seq}",
                     changed,
                     changed + 7 * DAY,
-                    event_key=key,
-                    sequence=seq,
+                    **(_meeting(was, seq, changed) if was else {"event_key": key, "sequence": seq}),
                 )
         if election is None:
             # After a withdrawal the reminders are owed again: new identities, since the ones
@@ -265,6 +265,19 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
             )
         )
     return Plan(notices=notices, obligations=obligations)
+
+
+def _meeting(event: Event, sequence: int, changed: datetime) -> dict[str, Any]:
+    """Return the context of an invitation or cancellation of ``event`` at revision
+    ``sequence``, last changed at ``changed`` (its DTSTAMP, as in the feeds)."""
+    return {
+        "event": event_to_dict(event),
+        "event_key": event.key,
+        "sequence": sequence,
+        "last_modified": changed.isoformat(),
+        "start": event.start.isoformat(),
+        "end": event.end.isoformat(),
+    }
 
 
 def _after_cutoff(

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendars.events import Audience, Event, EventKind
+from calendars.events import Audience, Event, EventKind, event_from_dict
 from calendars.ical import FeedItem, render_invitation
 from jobs.digest import digest_context
 from jobs.mail.mime import OutgoingMessage
@@ -96,26 +96,22 @@ def compose(
 
 
 def _invitation(message: outbox.ClaimedMessage, context: dict[str, Any], organizer: str) -> bytes:
-    key = str(context["event_key"])
+    """Render the calendar part of a meeting's invitation or cancellation.
+
+    The planner puts the calendar's own event in the context, so the invitation is the feed's
+    event: same UID, SEQUENCE, text and times; a cancellation is the meeting as it was before
+    its removal. DTSTAMP is the event's last change, as in the feeds.
+    """
     cancel = message.job == "presentation_cancellation"
-    start = datetime.fromisoformat(str(context.get("start") or context["cutoff_utc"]))
-    end = datetime.fromisoformat(str(context.get("end") or context["cutoff_utc"]))
-    event = Event(
-        program=message.program,
-        key=key,
-        kind=EventKind.PRESENTATION,
-        title=f"{context['program_name']}: presentation",
-        start=start,
-        end=end,
-        timezone=str(getattr(start.tzinfo, "key", "UTC")),
-        audiences=frozenset({Audience.EMPLOYEES}),
-        location=str(context.get("location", "")),
-        description=f"Presentation of the offer. Elections close {context['cutoff']}.",
-    )
+    if "event" in context:
+        event = event_from_dict(context["event"])
+    else:
+        event = _planned_without_event(message, context)
+    modified = context.get("last_modified")
     item = FeedItem(
         event=event,
         sequence=int(context["sequence"]),
-        last_modified=message.due_at,
+        last_modified=datetime.fromisoformat(modified) if modified else message.due_at,
         cancelled=cancel,
     )
     return render_invitation(
@@ -123,6 +119,28 @@ def _invitation(message: outbox.ClaimedMessage, context: dict[str, Any], organiz
         method="CANCEL" if cancel else "REQUEST",
         organizer=organizer,
         attendees=[message.recipient],
+    )
+
+
+def _planned_without_event(message: outbox.ClaimedMessage, context: dict[str, Any]) -> Event:
+    """Rebuild the event of a row planned before invitations carried it (still pending after
+    an upgrade): the uid and SEQUENCE match the feed's; the text and a cancellation's times
+    are only what the old context held."""
+    start = datetime.fromisoformat(str(context.get("start") or context["cutoff_utc"]))
+    end = datetime.fromisoformat(str(context.get("end") or context["cutoff_utc"]))
+    location, dial_in = str(context.get("location", "")), str(context.get("dial_in", ""))
+    where = "; ".join(x for x in (location, f"dial-in {dial_in}" if dial_in else "") if x)
+    return Event(
+        program=message.program,
+        key=str(context["event_key"]),
+        kind=EventKind.PRESENTATION,
+        title="Offer presentation",
+        start=start,
+        end=end,
+        timezone=str(getattr(start.tzinfo, "key", "UTC")),
+        audiences=frozenset({Audience.EMPLOYEES}),
+        location=where,
+        description=f"Presentation of the offer. {where}. Elections close {context['cutoff']}.",
     )
 
 
