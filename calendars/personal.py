@@ -16,7 +16,6 @@ feeds publish as STATUS:CANCELLED if they ever published it live.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +25,7 @@ from calendars import option_exchange as ox
 from calendars.events import Audience, Event, EventKind, day_event
 from calendars.fcpa_notices import HORIZON, cycles
 from calendars.notices import Fact, PersonView, Snapshot, at_send_time
-from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
+from config.programs import ConflictMinerals, Fcpa, OptionExchange
 
 _OWN = frozenset({Audience.COMPLIANCE})
 
@@ -45,31 +44,7 @@ class PersonalCalendar:
     own: list[OwnEvent]
 
 
-def personal_calendar(
-    programs: Sequence[Program], person: PersonView, snapshot: Snapshot, now: datetime
-) -> PersonalCalendar:
-    """Return the events of ``person`` under every program, as the facts up to ``now`` leave them.
-
-    ``snapshot`` needs the person, their grants and the facts; other people are ignored.
-    """
-    mine = Snapshot(
-        people=[person],
-        grants=[g for g in snapshot.grants if g.person_id == person.id],
-        facts=snapshot.facts,
-        team=snapshot.team,
-    )
-    result = PersonalCalendar(shared=[], own=[])
-    for program in programs:
-        if isinstance(program, OptionExchange) and person.kind == "employee":
-            _offer(program, person, mine, now, result)
-        elif isinstance(program, Fcpa) and person.role in program.roles:
-            _fcpa(program, person, mine, now, result)
-        elif isinstance(program, ConflictMinerals) and person.kind == "supplier":
-            _cmrt(program, person, mine, now, result)
-    return result
-
-
-def _offer(
+def offer_dates(
     program: OptionExchange,
     person: PersonView,
     snapshot: Snapshot,
@@ -81,6 +56,8 @@ def _offer(
     Every tranche of the grant an election would bring is a candidate; the planner's vesting
     notices say which are live (an election in force, employed on the grant and vesting dates).
     """
+    if person.kind != "employee":
+        return
     offer = offer_notices.with_recorded_extensions(
         program, [f for f in snapshot.facts if f.at <= now]
     )
@@ -101,10 +78,12 @@ def _offer(
         result.own.append(OwnEvent(event=event, live=int(event.details["tranche"]) in live))
 
 
-def _fcpa(
+def fcpa_dates(
     program: Fcpa, person: PersonView, snapshot: Snapshot, now: datetime, result: PersonalCalendar
 ) -> None:
     """Each acknowledgment the person owes; those after the relationship ended are cancelled."""
+    if person.role not in program.roles:
+        return
     until = now.astimezone(program.zone).date() + HORIZON
     live = {c.key for c in cycles(program, person, until=until)}
     states = {o.occurrence: o for o in fcpa_notices.plan(program, snapshot, now).obligations}
@@ -141,7 +120,7 @@ def _fcpa(
         result.own.append(OwnEvent(event=event, live=cycle.key in live))
 
 
-def _cmrt(
+def cmrt_dates(
     program: ConflictMinerals,
     person: PersonView,
     snapshot: Snapshot,
@@ -153,6 +132,8 @@ def _cmrt(
     A follow-up (or a correction reminder) stays live once its day came without an answer: it
     was sent. One that a response made unnecessary before its day is cancelled.
     """
+    if person.kind != "supplier":
+        return
     wave = cmrt_notices.supplier_wave(program, person)
     if wave is None:
         return

@@ -5,24 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from calendars import conflict_minerals, fcpa, option_exchange
 from calendars.events import Event
-from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
-
-
-def expand_program(program: Program, *, now: datetime) -> list[Event]:
-    """Return the program's dated events.
-
-    Continuous programs (FCPA) have no last date: their company-wide due dates run to the end
-    of the year after ``now``'s.
-    """
-    if isinstance(program, ConflictMinerals):
-        return conflict_minerals.expand(program)
-    if isinstance(program, OptionExchange):
-        return option_exchange.expand(program)
-    if isinstance(program, Fcpa):
-        return fcpa.expand(program, until=date(now.year + 1, 12, 31))
-    raise TypeError(f"unknown program type {type(program).__name__}")
+from calendars.kinds import expand_program
+from config.programs import Program
 
 
 def event_day(event: Event) -> date:

@@ -22,15 +22,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from calendars.events import Audience, Event, EventKind, event_from_dict
 from calendars.ical import FeedItem, render_invitation
 from jobs.digest import digest_context
 from jobs.mail.mime import OutgoingMessage
 from jobs.mail.transport import DeliveryStatus, Transport
 from jobs.render import TemplateError, render
-from jobs.storage import outbox
+from jobs.storage import Session, SessionFactory, outbox
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +42,35 @@ class DeliveryOptions:
     batch: int = 200
     concurrency: int = 4  # connections, and messages on the wire at once
     unrecorded: int = 16  # accepted messages that may wait for their commit meanwhile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivered:
+    """What became of one claimed message, once recorded: what the shell logs and counts.
+
+    ``at`` is when it happened (for ``sent``, when the server accepted it; lateness is
+    ``at - due_at``); ``code`` the server's reply code (None without one: the Maildir, a
+    connection error); ``recorded`` False when the row had been claimed again before the
+    outcome was written (the lease ran out), so the database does not show it.
+    """
+
+    outcome: Literal["sent", "retried", "failed", "skipped"]
+    identity: str
+    message_id: str
+    program: str
+    job: str
+    recipient: str
+    due_at: datetime
+    at: datetime
+    attempt: int
+    code: int | None = None
+    detail: str = ""
+    recorded: bool = True
+
+
+# Called once per outcome as soon as it is committed (the shell's metrics and log lines); the
+# jobs report through it rather than import the shell (imports point one way).
+Observer = Callable[[Delivered], None]
 
 
 @dataclass(slots=True)
@@ -145,7 +172,7 @@ def _planned_without_event(message: outbox.ClaimedMessage, context: dict[str, An
 
 
 async def deliver_due(
-    factory: sessionmaker[Session],
+    factory: SessionFactory,
     transport: Transport,
     options: DeliveryOptions,
     *,
@@ -153,6 +180,7 @@ async def deliver_due(
     now: datetime,
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] | None = None,
+    observe: Observer | None = None,
 ) -> DeliveryReport:
     """Send every message due at ``now``, batch by batch, until none is left (or ``stop``).
 
@@ -175,12 +203,14 @@ async def deliver_due(
     not from the start of a run that may outlast it (another replica would reap the batch
     while it is being sent, and send it again); and a message whose lease is half gone
     before a worker is free for it is given back unsent, for the same reason.
+
+    ``observe`` is called with each outcome (``Delivered``) once it is committed.
     """
     # One long-lived thread does every write of this run (claims and outcome groups): no
     # thread hand-off to a pool per group, and no two of our own transactions waiting for
     # SQLite's write lock in its busy handler (which sleeps in milliseconds).
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickler-deliver")
-    recorder = _Recorder(factory, writer, options.unrecorded)
+    recorder = _Recorder(factory, writer, options.unrecorded, observe)
     queue: asyncio.Queue[tuple[outbox.ClaimedMessage, datetime] | None]
     queue = asyncio.Queue(maxsize=options.concurrency)
     loop = asyncio.get_running_loop()
@@ -217,7 +247,9 @@ async def deliver_due(
                 release = partial(outbox.release, id=message.id, lease=message.lease, now=current)
                 recorder.record(_Outcome("released", release))
                 continue
-            recorder.record(await _deliver_one(factory, transport, options, message, now=at))
+            recorder.record(
+                await _deliver_one(factory, transport, options, message, now=at, clock=clock)
+            )
 
     tasks = [
         asyncio.create_task(feed()),
@@ -241,7 +273,7 @@ async def deliver_due(
 
 
 def _claim(
-    factory: sessionmaker[Session], options: DeliveryOptions, owner: str, now: datetime
+    factory: SessionFactory, options: DeliveryOptions, owner: str, now: datetime
 ) -> list[outbox.ClaimedMessage]:
     with factory.begin() as session:
         return outbox.claim_due(
@@ -265,6 +297,11 @@ class _Outcome:
     job: str = ""
     lease: outbox.Lease | None = None
     at: datetime | None = None
+    # For the observer: the row, the server's answer, and when it came.
+    message: outbox.ClaimedMessage | None = None
+    code: int | None = None
+    detail: str = ""
+    when: datetime | None = None
 
 
 class _Recorder:
@@ -279,8 +316,15 @@ class _Recorder:
     the reaper gives them back) and so does everything recorded after it.
     """
 
-    def __init__(self, factory: sessionmaker[Session], writer: Executor, limit: int) -> None:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        writer: Executor,
+        limit: int,
+        observe: Observer | None = None,
+    ) -> None:
         self._factory = factory
+        self._observe = observe
         self._executor = writer
         self._limit = limit
         self._queued: list[_Outcome] = []
@@ -353,9 +397,29 @@ class _Recorder:
                 report.retried += 1
             elif outcome.kind == "failed":
                 report.failed += 1
+            if self._observe is not None and outcome.message is not None:
+                self._observe(_delivered(outcome, outcome.message, ok))
 
 
-def _commit(factory: sessionmaker[Session], group: list[_Outcome]) -> list[bool]:
+def _delivered(outcome: _Outcome, message: outbox.ClaimedMessage, recorded: bool) -> Delivered:
+    assert outcome.kind != "released"  # given back unsent: not an outcome
+    return Delivered(
+        outcome=outcome.kind,
+        identity=message.identity,
+        message_id=message.message_id,
+        program=message.program,
+        job=message.job,
+        recipient=message.recipient,
+        due_at=message.due_at,
+        at=outcome.when or outcome.at or message.due_at,
+        attempt=message.attempts,
+        code=outcome.code,
+        detail=outcome.detail,
+        recorded=recorded,
+    )
+
+
+def _commit(factory: SessionFactory, group: list[_Outcome]) -> list[bool]:
     """Write ``group`` in one transaction; return, for each outcome, whether it was ours."""
     with factory.begin() as session:
         sent: dict[tuple[outbox.Lease, datetime], list[int]] = {}
@@ -372,53 +436,67 @@ def _commit(factory: sessionmaker[Session], group: list[_Outcome]) -> list[bool]
 
 
 async def _deliver_one(
-    factory: sessionmaker[Session],
+    factory: SessionFactory,
     transport: Transport,
     options: DeliveryOptions,
     message: outbox.ClaimedMessage,
     *,
     now: datetime,
+    clock: Callable[[], datetime] | None = None,
 ) -> _Outcome:
     mid, lease = message.id, message.lease
+    seen = partial(_Outcome, message=message, when=now)
     if message.expires_at is not None and now >= message.expires_at:
         reason = (
             f"expired {message.expires_at.isoformat()}: lost its purpose before it could be sent"
         )
-        return _Outcome("skipped", lambda s: outbox.mark_skipped(s, mid, lease, reason, now))
+        return seen(
+            "skipped", lambda s: outbox.mark_skipped(s, mid, lease, reason, now), detail=reason
+        )
     try:
         context = dict(message.context)
         if message.job == "digest":
             digest = await asyncio.to_thread(_digest, factory, context, now)
             if digest is None:
-                return _Outcome(
+                return seen(
                     "skipped",
                     lambda s: outbox.mark_skipped(s, mid, lease, "nothing to report", now),
+                    detail="nothing to report",
                 )
             context = digest
         email = compose(message, context, options)
     except (TemplateError, ValueError, KeyError) as exc:
         error = f"cannot compose: {exc}"
-        return _Outcome("failed", lambda s: outbox.mark_failed(s, mid, lease, None, error, now))
+        return seen(
+            "failed", lambda s: outbox.mark_failed(s, mid, lease, None, error, now), detail=error
+        )
     result = await transport.send(email, date=now)
+    # The server's answer came now: lateness runs from the due time to here, not to the claim.
+    answered = partial(seen, code=result.code, when=clock() if clock is not None else now)
     if result.status is DeliveryStatus.SENT:
-        return _Outcome("sent", id=mid, job=message.job, lease=lease, at=now)
+        return answered("sent", id=mid, job=message.job, lease=lease, at=now)
     if result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
         retry_at = now + backoff_delay(message.attempts, options)
         detail = result.detail
-        return _Outcome(
+        return answered(
             "retried",
             lambda s: outbox.mark_retry(s, mid, lease, retry_at, result.code, detail, now),
+            detail=detail,
         )
     detail = (
         result.detail
         if result.status is DeliveryStatus.PERMANENT
         else (f"gave up after {message.attempts} attempts: {result.detail}")
     )
-    return _Outcome("failed", lambda s: outbox.mark_failed(s, mid, lease, result.code, detail, now))
+    return answered(
+        "failed",
+        lambda s: outbox.mark_failed(s, mid, lease, result.code, detail, now),
+        detail=detail,
+    )
 
 
 def _digest(
-    factory: sessionmaker[Session], context: dict[str, Any], now: datetime
+    factory: SessionFactory, context: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
     with factory() as session:
         return digest_context(session, context, now)

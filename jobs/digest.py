@@ -6,10 +6,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from jobs.storage.db import Obligation, OutboxMessage, OutboxState, Person
+from jobs.storage import Session, queries
 
 WINDOW = timedelta(days=7)
 LISTED = 25  # lines per section; the counts are always complete
@@ -19,26 +16,8 @@ def digest_context(
     session: Session, context: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
     """Return the digest's template context at ``now``, or None when there is nothing to report."""
-    due = session.execute(
-        select(OutboxMessage.due_at, OutboxMessage.job, OutboxMessage.recipient)
-        .where(
-            OutboxMessage.state == OutboxState.PENDING,
-            OutboxMessage.due_at >= now,
-            OutboxMessage.due_at < now + WINDOW,
-            OutboxMessage.job != "digest",
-        )
-        .order_by(OutboxMessage.due_at)
-    ).all()
-    failed = session.execute(
-        select(OutboxMessage.job, OutboxMessage.recipient, OutboxMessage.last_error)
-        .where(OutboxMessage.state == OutboxState.FAILED, OutboxMessage.updated_at >= now - WINDOW)
-        .order_by(OutboxMessage.updated_at)
-    ).all()
-    obligations = session.execute(
-        select(
-            Obligation.program, Obligation.state, Obligation.due_at, Person.kind, Person.external_id
-        ).join(Person, Person.id == Obligation.person_id)
-    ).all()
+    rows = queries.digest_rows(session, now, WINDOW)
+    due, failed, obligations = rows.due, rows.failed, rows.obligations
     overdue = [
         o
         for o in obligations

@@ -37,11 +37,11 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from config.emails import Email
 from config.programs import Program
 from jobs.record import RecordError, find_person, record
+from jobs.storage import Session, people
 from jobs.storage.db import (
     EventLog,
     EventSource,
@@ -123,11 +123,6 @@ _COUNT = re.compile(r"^\d{1,9}$")
 _PRICE = re.compile(r"^\d{1,8}(\.\d{1,4})?$")  # Numeric(12, 4)
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
-# Deliberately stricter than RFC 5321: dot-atom local part, a domain with a dot, no quoting.
-_EMAIL = re.compile(
-    r"^(?=.{3,320}$)(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-)
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -170,12 +165,6 @@ def _price(value: object) -> object:
     return value
 
 
-def _email(value: object) -> object:
-    if isinstance(value, str) and not _EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an email address")
-    return value
-
-
 def _external_id(value: object) -> object:
     if isinstance(value, str) and not _EXTERNAL_ID.match(value):
         raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-' (at most 128)")
@@ -194,7 +183,6 @@ Day = Annotated[date, BeforeValidator(_date)]
 Flag = Annotated[bool, BeforeValidator(_bool)]
 Count = Annotated[int, BeforeValidator(_count)]
 Price = Annotated[Decimal, BeforeValidator(_price)]
-Email = Annotated[str, BeforeValidator(_email)]
 ExternalId = Annotated[str, BeforeValidator(_external_id)]
 Country = Annotated[str, BeforeValidator(_country)]
 Name = Annotated[str, Field(max_length=256)]
@@ -452,8 +440,8 @@ def import_csv(
         errors += _duplicates([(line, row.external_id) for line, row in grants])
     else:
         model = PERSON_ROWS[kind]
-        people, errors = parse_rows(read_table(data, columns(model)), model)
-        errors += _duplicates([(line, row.external_id) for line, row in people])
+        persons, errors = parse_rows(read_table(data, columns(model)), model)
+        errors += _duplicates([(line, row.external_id) for line, row in persons])
         if errors:  # nothing more to learn from the database
             raise ImportErrors(sorted(errors, key=lambda e: e.row))
     begin_immediate(session)
@@ -461,8 +449,9 @@ def import_csv(
         if kind == "grants":
             report = _import_grants(session, grants, errors, now=now, progress=progress)
         else:
-            report = _import_people(session, kind, people, now=now, progress=progress)
-        session.add(
+            report = _import_people(session, kind, persons, now=now, progress=progress)
+        people.add(
+            session,
             EventLog(
                 at=now,
                 actor=actor,
@@ -480,7 +469,7 @@ def import_csv(
                     "changes": report.changes[:AUDIT_CHANGES_MAX],
                     "changes_omitted": max(0, len(report.changes) - AUDIT_CHANGES_MAX),
                 },
-            )
+            ),
         )
         session.commit()
     except BaseException:
@@ -498,9 +487,7 @@ def _import_people(
     progress: Callable[[int], None] | None,
 ) -> ImportReport:
     person_kind = PERSON_KINDS[kind]
-    stored = {
-        p.external_id: p for p in session.scalars(select(Person).where(Person.kind == person_kind))
-    }
+    stored = people.of_kind(session, person_kind)
     created = updated = 0
     changes: list[str] = []
     for done, (_line, row) in enumerate(rows, 1):
@@ -519,7 +506,7 @@ def _import_people(
                 updated_at=now,
                 **values,
             )
-            session.add(person)
+            people.add(session, person)
             stored[row.external_id] = person  # (duplicates were refused above)
             created += 1
         else:
@@ -548,12 +535,7 @@ def _import_grants(
     now: datetime,
     progress: Callable[[int], None] | None,
 ) -> ImportReport:
-    employees: dict[str, int] = {
-        external_id: id_
-        for external_id, id_ in session.execute(
-            select(Person.external_id, Person.id).where(Person.kind == PersonKind.EMPLOYEE)
-        )
-    }
+    employees = people.employee_ids(session)
     errors = errors + [
         RowError(
             row=line,
@@ -566,7 +548,7 @@ def _import_grants(
     if errors:
         raise ImportErrors(sorted(errors, key=lambda e: e.row))
     external = {id_: ext for ext, id_ in employees.items()}
-    stored = {g.external_id: g for g in session.scalars(select(OptionGrant))}
+    stored = people.grants(session)
     created = updated = 0
     changes: list[str] = []
     for done, (_line, row) in enumerate(rows, 1):
@@ -579,7 +561,7 @@ def _import_grants(
         }
         grant = stored.get(row.external_id)
         if grant is None:
-            session.add(OptionGrant(external_id=row.external_id, **values))
+            people.add(session, OptionGrant(external_id=row.external_id, **values))
             created += 1
         else:
             diff = _diff(grant, values)
@@ -630,7 +612,7 @@ def _progress(
     session: Session, progress: Callable[[int], None] | None, done: int, total: int
 ) -> None:
     if progress is not None and (done % _FLUSH_EVERY == 0 or done == total):
-        session.flush()  # so that the bar follows the database work, not just the loop
+        people.flush(session)  # so that the bar follows the database work, not the loop
         progress(done)
 
 
@@ -745,14 +727,6 @@ def load_scenario(
 
 
 def _recorded(session: Session, row: ScenarioRow, person_id: int | None) -> bool:
-    found = session.scalar(
-        select(EventLog.id)
-        .where(
-            EventLog.kind == row.kind,
-            EventLog.program.is_not_distinct_from(row.program),
-            EventLog.person_id.is_not_distinct_from(person_id),
-            EventLog.at == row.at,
-        )
-        .limit(1)
+    return people.event_exists(
+        session, kind=row.kind, program=row.program, person_id=person_id, at=row.at
     )
-    return found is not None

@@ -1,38 +1,32 @@
-"""The planning job: recompute every program's notices from the facts and reconcile the outbox.
+"""The planning job: recompute the programs' notices from the facts and reconcile the outbox.
 
-Runs at start, after each recorded event, and on every sweep. Idempotent: the same facts give
-the same identities, so a rerun, a restart or a second replica inserts nothing new. Notices a
-program no longer calls for (a supplier responded, an employee elected) are cancelled while
-still pending; sent ones are history and never touched.
+Runs at start, after each recorded event, and on every sweep, in three steps: ``load`` reads
+what planning needs (people, grants, facts, the events' stored revisions, the pending
+messages), ``compute`` decides purely (every notice and obligation, every event revision to
+raise, every pending message no longer owed), ``write`` stores the difference. Idempotent: the
+same facts give the same identities, so a rerun, a restart or a second replica inserts nothing
+new. Notices a program no longer calls for (a supplier responded, an employee elected) are
+cancelled while still pending; sent ones are history and never touched.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
-
-from calendars import cmrt_notices, fcpa_notices, offer_notices
-from calendars.events import Event
-from calendars.notices import Notice, Plan, Snapshot, Team
-from calendars.plan import expand_program
-from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
-from jobs.storage.db import EventVersion, Obligation, ObligationKind, dialect_name
-from jobs.storage.outbox import PlannedMessage, cancel_pending, enqueue
-from jobs.storage.snapshot import load_snapshot, load_versions
+from calendars.kinds import effective, expand_program, plan_notices
+from calendars.notices import Notice, ObligationState, Snapshot, Team
+from calendars.versions import Revision, revise
+from config.programs import Program
+from jobs.storage import Session, obligations, outbox, versions
+from jobs.storage.outbox import PlannedMessage
+from jobs.storage.snapshot import load_snapshot
 
 # Notices that had already expired this long before they were first planned are history
 # (a program file describing a past campaign), not a backlog: they are not queued at all.
 HISTORY = timedelta(days=7)
-CANCELLED = "cancelled"
 DIGEST_PROGRAM = "tickler"
 
 
@@ -45,54 +39,94 @@ class PlanReport:
     history: int
 
 
-def planner(program: Program) -> Callable[[Any, Snapshot, datetime], Plan]:
-    if isinstance(program, ConflictMinerals):
-        return cmrt_notices.plan
-    if isinstance(program, OptionExchange):
-        return offer_notices.plan
-    if isinstance(program, Fcpa):
-        return fcpa_notices.plan
-    raise TypeError(type(program).__name__)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanInputs:
+    """What planning reads: the facts, the programs' stored event revisions, what is pending."""
+
+    snapshot: Snapshot
+    revisions: versions.Revisions  # by program id, then event key
+    pending: frozenset[str]  # identities of the pending messages of the programs (and digest)
 
 
-def effective(program: Program, snapshot: Snapshot) -> Program:
-    """Return the program as the recorded facts leave it (an offer with its extensions)."""
-    if isinstance(program, OptionExchange):
-        return offer_notices.with_recorded_extensions(program, snapshot.facts)
-    return program
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanResult:
+    """What planning writes: the notices still worth queueing, obligations, revisions, cancels."""
+
+    notices: list[Notice]
+    history: int  # notices long expired before being planned: not queued
+    obligations: list[ObligationState]
+    revisions: dict[str, dict[str, Revision]]  # changed revisions by program id, then key
+    cancel: frozenset[str]  # pending identities no longer planned
 
 
-def fingerprint(event: Event) -> str:
-    data = [event.title, str(event.start), str(event.end), event.location, event.description]
-    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+def load(session: Session, programs: Sequence[Program], team: Team) -> PlanInputs:
+    """Read what ``compute`` needs for ``programs``."""
+    ids = [p.id for p in programs]
+    return PlanInputs(
+        snapshot=load_snapshot(session, team=team),
+        revisions=versions.load(session, ids),
+        pending=frozenset(outbox.pending_identities(session, {*ids, DIGEST_PROGRAM})),
+    )
 
 
-def update_versions(session: Session, program: str, events: Sequence[Event], now: datetime) -> None:
-    """Raise the SEQUENCE of every event whose content changed; retire removed ones.
+def compute(
+    inputs: PlanInputs, *, programs: Sequence[Program], team: Team, zone: str, now: datetime
+) -> PlanResult:
+    """Decide every notice, obligation and event revision of ``programs`` at ``now`` (pure)."""
+    notices: list[Notice] = digest_notices(team, zone, now)
+    states: list[ObligationState] = []
+    changed: dict[str, dict[str, Revision]] = {}
+    for program in programs:
+        stored = inputs.revisions.get(program.id, {})
+        events = expand_program(effective(program, inputs.snapshot.facts), now=now)
+        changed[program.id] = revise(stored, events, now)
+        current = {**stored, **changed[program.id]}
+        snapshot = replace(
+            inputs.snapshot,
+            versions={key: (r.sequence, r.last_modified) for key, r in current.items()},
+        )
+        plan = plan_notices(program, snapshot, now)
+        notices.extend(plan.notices)
+        states.extend(plan.obligations)
+    fresh = [n for n in notices if n.expires > now - HISTORY]
+    return PlanResult(
+        notices=fresh,
+        history=len(notices) - len(fresh),
+        obligations=states,
+        revisions={scope: rows for scope, rows in changed.items() if rows},
+        cancel=inputs.pending - {n.identity for n in fresh},
+    )
 
-    SEQUENCE starts at 0; the first change makes it 1 (RFC 5545: clients keep the copy with
-    the highest sequence). A removed event keeps its row, marked cancelled, so feeds and
-    invitations can say so.
-    """
-    stored = {
-        v.key: v
-        for v in session.scalars(select(EventVersion).where(EventVersion.program == program))
-    }
-    current = {e.key: fingerprint(e) for e in events}
-    for key, print_ in current.items():
-        row = stored.get(key)
-        if row is None:
-            session.add(
-                EventVersion(
-                    program=program, key=key, fingerprint=print_, sequence=0, last_modified=now
-                )
-            )
-        elif row.fingerprint != print_:
-            row.fingerprint, row.sequence, row.last_modified = print_, row.sequence + 1, now
-    for key, row in stored.items():
-        if key not in current and row.fingerprint != CANCELLED:
-            row.fingerprint, row.sequence, row.last_modified = CANCELLED, row.sequence + 1, now
-    session.flush()
+
+def write(session: Session, result: PlanResult, now: datetime) -> PlanReport:
+    """Store ``result``: revisions, new and changed messages, cancellations, obligations."""
+    for scope, rows in result.revisions.items():
+        versions.write(session, scope, rows)
+    report = outbox.enqueue(session, [to_planned(n) for n in result.notices], now)
+    cancelled = outbox.cancel_pending(session, result.cancel, "no longer planned", now)
+    obligations.store(session, result.obligations, now)
+    return PlanReport(
+        planned=len(result.notices),
+        inserted=report.inserted,
+        updated=report.updated,
+        cancelled=cancelled,
+        history=result.history,
+    )
+
+
+def replan(
+    session: Session,
+    *,
+    programs: Sequence[Program],
+    team: Team,
+    zone: str,
+    now: datetime,
+) -> PlanReport:
+    """Plan ``programs`` (and the weekly digest) at ``now``; reconcile their outbox rows and
+    obligations. The other programs' rows are left as they are."""
+    inputs = load(session, programs, team)
+    result = compute(inputs, programs=programs, team=team, zone=zone, now=now)
+    return write(session, result, now)
 
 
 def to_planned(notice: Notice) -> PlannedMessage:
@@ -114,8 +148,6 @@ def to_planned(notice: Notice) -> PlannedMessage:
 
 def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:
     """Return this week's and next week's Monday 08:00 digest to the compliance team."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(zone_name)
     today = now.astimezone(zone).date()
     monday = today - timedelta(days=today.weekday())
@@ -140,85 +172,3 @@ def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:
             )
         )
     return out
-
-
-def replan(
-    session: Session,
-    *,
-    programs: Sequence[Program],
-    team: Team,
-    zone: str,
-    now: datetime,
-) -> PlanReport:
-    """Plan ``programs`` (and the weekly digest) at ``now``; reconcile their outbox rows and
-    obligations. The other programs' rows are left as they are."""
-    notices: list[Notice] = digest_notices(team, zone, now)
-    obligations = []
-    base = load_snapshot(session, team=team)
-    for program in programs:
-        current = effective(program, base)
-        update_versions(session, program.id, expand_program(current, now=now), now)
-        snapshot = replace(base, versions=load_versions(session, program.id))
-        plan = planner(program)(program, snapshot, now)
-        notices.extend(plan.notices)
-        obligations.extend(plan.obligations)
-    fresh = [n for n in notices if n.expires > now - HISTORY]
-    report = enqueue(session, [to_planned(n) for n in fresh], now)
-    keep = {n.identity for n in fresh}
-    scope = {p.id for p in programs} | {DIGEST_PROGRAM}
-    cancelled = cancel_pending(
-        session, _pending_not_in(session, scope, keep), "no longer planned", now
-    )
-    _store_obligations(session, obligations, now)
-    return PlanReport(
-        planned=len(fresh),
-        inserted=report.inserted,
-        updated=report.updated,
-        cancelled=cancelled,
-        history=len(notices) - len(fresh),
-    )
-
-
-def _pending_not_in(session: Session, programs: set[str], keep: set[str]) -> set[str]:
-    from jobs.storage.db import OutboxMessage, OutboxState
-
-    rows = session.scalars(
-        select(OutboxMessage.identity).where(
-            OutboxMessage.state == OutboxState.PENDING, OutboxMessage.program.in_(programs)
-        )
-    )
-    return set(rows) - keep
-
-
-def _store_obligations(session: Session, states: Sequence[Any], now: datetime) -> None:
-    """Upsert each obligation's state (one row per program, occurrence, person and kind)."""
-    if not states:
-        return
-    rows = [
-        {
-            "program": s.program,
-            "occurrence": s.occurrence,
-            "person_id": s.person_id,
-            "kind": ObligationKind(s.kind),
-            "state": s.state,
-            "due_at": s.due,
-            "updated_at": now,
-            "details": dict(s.details),
-        }
-        for s in states
-    ]
-    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
-    table = cast(Table, Obligation.__table__)
-    for start in range(0, len(rows), 500):
-        stmt = insert(table).values(rows[start : start + 500])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["program", "occurrence", "person_id", "kind"],
-            set_={
-                "state": stmt.excluded.state,
-                "due_at": stmt.excluded.due_at,
-                "details": stmt.excluded.details,
-                "updated_at": stmt.excluded.updated_at,
-            },
-            where=(table.c.state != stmt.excluded.state) | (table.c.due_at != stmt.excluded.due_at),
-        )
-        session.execute(stmt)

@@ -8,16 +8,14 @@ changes nothing. The daemon notices the new event-log row and replans within sec
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from calendars import offer_notices
+from config.emails import parse_email
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
+from jobs.storage import Session, people
 from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
 from jobs.storage.snapshot import FACT_KINDS as KINDS
 from jobs.storage.snapshot import load_facts, load_snapshot
@@ -27,7 +25,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 # Dates outside this range are typing errors, and would overflow the date arithmetic of rules
 # (a grant date six months after a cutoff in 9999).
 EARLIEST, LATEST = date(1900, 1, 1), date(2200, 12, 31)
-_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 
 
 class RecordError(Exception):
@@ -46,9 +43,7 @@ def find_person(session: Session, key: str) -> Person:
         raise RecordError(
             422, f"person {key!r} must be KIND:ID with KIND supplier, employee or third_party"
         )
-    person = session.scalar(
-        select(Person).where(Person.kind == PersonKind(kind), Person.external_id == external_id)
-    )
+    person = people.find(session, PersonKind(kind), external_id)
     if person is None:
         raise RecordError(404, f"no {kind} with id {external_id!r}")
     return person
@@ -104,8 +99,7 @@ def record(
         person_id=who.id if who else None,
         payload=data,
     )
-    session.add(entry)
-    session.flush()
+    people.insert(session, entry)
     return entry.id
 
 
@@ -212,17 +206,20 @@ def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:
         value = data.get(name)
         if not isinstance(value, str) or not value.strip() or "\r" in value or "\n" in value:
             raise RecordError(422, f"payload.{name} is required text on one line")
-    if not _EMAIL.match(data["email"]):
-        raise RecordError(422, f"payload.email {data['email']!r} is not an email address")
+    for name in ("email", "manager_email"):
+        value = data.get(name)
+        if value is None and name == "manager_email":
+            continue
+        if not isinstance(value, str):
+            raise RecordError(422, f"payload.{name} must be text")
+        try:
+            parse_email(value)
+        except ValueError as exc:
+            raise RecordError(422, f"payload.{name}: {exc}") from None
     role = data.get("role", "employee" if kind == "employee" else "agent")
     if role not in {r.value for r in FcpaRole}:
         raise RecordError(422, f"payload.role {role!r} is not a known role")
-    exists = session.scalar(
-        select(Person).where(
-            Person.kind == PersonKind(kind), Person.external_id == data["external_id"]
-        )
-    )
-    if exists is not None:
+    if people.find(session, PersonKind(kind), data["external_id"]) is not None:
         raise RecordError(409, f"{kind}:{data['external_id']} already exists")
     start = _date(data, "start_date")
     person = Person(
@@ -240,7 +237,6 @@ def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:
         is_director=role == "director",
         is_executive_officer=False,
     )
-    session.add(person)
-    session.flush()
+    people.insert(session, person)
     data["start_date"] = start.isoformat()
     return person

@@ -1,0 +1,17 @@
+"""Storage: every SQL statement of Tickler, the tables, the engine and the migrations.
+
+The rooms above (the jobs, the shell) hold a ``Session`` as a unit of work and call the
+functions of this package; they never build a query themselves (the ``sql`` contract of
+``lint-imports`` fails the build when one does). These names are what they need to type it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine as Engine
+from sqlalchemy.exc import DBAPIError as DatabaseError
+from sqlalchemy.orm import Session as Session
+from sqlalchemy.orm import sessionmaker
+
+SessionFactory = sessionmaker[Session]
+
+__all__ = ["DatabaseError", "Engine", "Session", "SessionFactory"]

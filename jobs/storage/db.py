@@ -400,6 +400,20 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     return engine
 
 
+def ping(engine: Engine) -> None:
+    """Run a trivial query: raises if the database cannot be reached."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+
+
+def sqlite_path(url: str | URL) -> str | None:
+    """Return the database file of an SQLite ``url`` (":memory:" for memory), else ``None``."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return parsed.database or ":memory:"
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Return the session factory for ``engine``.
 

@@ -257,6 +257,14 @@ def cancel_pending(session: Session, identities: Iterable[str], reason: str, now
     return cancelled
 
 
+def pending_identities(session: Session, programs: AbstractSet[str]) -> set[str]:
+    """Return the identities of every pending message of ``programs``."""
+    rows = session.scalars(
+        select(_c.identity).where(_c.state == OutboxState.PENDING, _c.program.in_(list(programs)))
+    )
+    return set(rows)
+
+
 def cancel_pending_except(
     session: Session,
     program: str,

@@ -1,14 +1,12 @@
-"""Load what the planners read (people, grants, facts, event versions) in one pass."""
+"""Load what the planners read (people, grants, facts) as the core's value types."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
-from jobs.storage.db import EventLog, EventVersion, OptionGrant, Person
+from jobs.storage.db import EventLog, OptionGrant, Person
 
 # Facts the planners react to; imports and other bookkeeping rows are left out.
 FACT_KINDS = (
@@ -64,9 +62,20 @@ def load_people(session: Session) -> list[PersonView]:
     return [person_view(p) for p in session.scalars(select(Person).order_by(Person.id))]
 
 
-def load_snapshot(session: Session, *, team: Team | None, program: str | None = None) -> Snapshot:
-    """Return people, grants, facts and (for ``program``) event versions as stored now."""
-    grants = [
+def person(session: Session, kind: str, external_id: str) -> PersonView | None:
+    """Return the planners' view of the person ``kind:external_id``, or ``None``."""
+    row = session.scalar(
+        select(Person).where(Person.kind == kind, Person.external_id == external_id)
+    )
+    return person_view(row) if row is not None else None
+
+
+def load_grants(session: Session, person_id: int | None = None) -> list[GrantView]:
+    """Return every option grant (or ``person_id``'s), oldest first."""
+    query = select(OptionGrant).order_by(OptionGrant.id)
+    if person_id is not None:
+        query = query.where(OptionGrant.person_id == person_id)
+    return [
         GrantView(
             id=g.id,
             person_id=g.person_id,
@@ -75,21 +84,15 @@ def load_snapshot(session: Session, *, team: Team | None, program: str | None = 
             unexercised=g.unexercised,
             price=g.price,
         )
-        for g in session.scalars(select(OptionGrant).order_by(OptionGrant.id))
+        for g in session.scalars(query)
     ]
-    versions = load_versions(session, program) if program is not None else {}
+
+
+def load_snapshot(session: Session, *, team: Team | None) -> Snapshot:
+    """Return people, grants and facts as stored now."""
     return Snapshot(
         people=load_people(session),
-        grants=grants,
+        grants=load_grants(session),
         facts=load_facts(session),
         team=team or Team(compliance="", compliance_officer=""),
-        versions=versions,
     )
-
-
-def load_versions(session: Session, program: str) -> dict[str, tuple[int, datetime]]:
-    """Return the SEQUENCE and last change of each of ``program``'s events."""
-    return {
-        v.key: (v.sequence, v.last_modified)
-        for v in session.scalars(select(EventVersion).where(EventVersion.program == program))
-    }

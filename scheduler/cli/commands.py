@@ -12,19 +12,11 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings
 from jobs.record import RecordError, record
-from jobs.storage.db import (
-    Obligation,
-    OutboxMessage,
-    OutboxState,
-    begin_write,
-    downgrade,
-    upgrade,
-)
+from jobs.storage import DatabaseError, queries
+from jobs.storage.db import begin_write, downgrade, upgrade
 from scheduler.cli.main import Context, cli, fail
 from scheduler.daemon.logs import configure_logging, scrub
 from scheduler.daemon.loop import Daemon, clock_from, simulate, utc_now
@@ -37,7 +29,9 @@ def _service(obj: Context) -> Service:
 
 
 def _configure_logging(settings: Settings, level: str | None = None) -> None:
-    configure_logging(level or settings.log_level, json=settings.log_format == "json")
+    # "auto" (None): text on a terminal, JSON otherwise.
+    json = {"json": True, "text": False}.get(settings.log_format)
+    configure_logging(level or settings.log_level, json=json)
 
 
 @cli.command()
@@ -76,7 +70,7 @@ def run(obj: Context, sweep: float | None) -> None:
         asyncio.run(main())
     except SingleReplicaError as exc:
         fail(str(exc))
-    except DBAPIError as exc:
+    except DatabaseError as exc:
         # At start (migrations): later outages are logged and retried by the daemon itself.
         fail(f"database unreachable ({scrub(obj.settings.database_url)}): {scrub(str(exc.orig))}")
     finally:
@@ -130,31 +124,9 @@ def status(obj: Context, fmt: str) -> None:
     service = _service(obj)
     service.migrate()
     with service.factory() as session:
-        obligations = session.execute(
-            select(Obligation.program, Obligation.kind, Obligation.state, func.count()).group_by(
-                Obligation.program, Obligation.kind, Obligation.state
-            )
-        ).all()
-        messages = session.execute(
-            select(OutboxMessage.program, OutboxMessage.state, func.count()).group_by(
-                OutboxMessage.program, OutboxMessage.state
-            )
-        ).all()
-        upcoming = session.execute(
-            select(OutboxMessage.due_at, OutboxMessage.program, OutboxMessage.job, func.count())
-            .where(OutboxMessage.state == OutboxState.PENDING, OutboxMessage.due_at >= obj.now)
-            .group_by(OutboxMessage.due_at, OutboxMessage.program, OutboxMessage.job)
-            .order_by(OutboxMessage.due_at)
-            .limit(10)
-        ).all()
-        failed = session.execute(
-            select(OutboxMessage.identity, OutboxMessage.last_code, OutboxMessage.last_error)
-            .where(OutboxMessage.state == OutboxState.FAILED)
-            .order_by(OutboxMessage.updated_at.desc())
-            .limit(20)
-        ).all()
+        rows = queries.status_rows(session, obj.now)
     service.engine.dispose()
-    data = status_data(obligations, messages, upcoming, failed)
+    data = status_data(rows.obligations, rows.messages, rows.upcoming, rows.failed)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
         return

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, cast, get_args
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from sqlalchemy.orm import Session
 
 from jobs.imports import (
     DEMO_FILES,
@@ -23,6 +22,7 @@ from jobs.imports import (
     import_csv,
     load_scenario,
 )
+from jobs.storage import Session
 from jobs.storage.db import make_engine, session_factory, upgrade
 
 if TYPE_CHECKING:

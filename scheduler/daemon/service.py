@@ -8,31 +8,30 @@ import fcntl
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine, make_url
-
 from calendars.notices import Team
 from config.programs import Program
 from config.settings import Settings
-from jobs.deliver import DeliveryOptions, DeliveryReport, deliver_due
+from jobs.deliver import Delivered, DeliveryOptions, DeliveryReport, deliver_due
 from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
 from jobs.planning import PlanReport, replan
-from jobs.storage import outbox
+from jobs.storage import Engine, facts, outbox
 from jobs.storage.db import (
-    EventLog,
     begin_write,
     lock_planning,
     make_engine,
     session_factory,
+    sqlite_path,
     upgrade,
 )
-from jobs.storage.snapshot import FACT_KINDS
+from scheduler.daemon.logs import log_delivered
+from scheduler.daemon.metrics import Metrics
 
 log = logging.getLogger("tickler")
 
@@ -89,6 +88,7 @@ class Service:
             compliance=settings.compliance_email,
             compliance_officer=settings.compliance_officer_email,
         )
+        self.metrics = Metrics(self.owner)
         self._lock_file: IO[str] | None = None
 
     @property
@@ -102,7 +102,7 @@ class Service:
         """On SQLite, hold an exclusive lock for the daemon's life: one replica only."""
         if not self.is_sqlite:
             return
-        database = make_url(self.settings.database_url).database or ":memory:"
+        database = sqlite_path(self.settings.database_url) or ":memory:"
         lock_path = Path(f"{database}.lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = lock_path.open("a")
@@ -136,7 +136,14 @@ class Service:
                     now=now,
                 )
 
-        report = await asyncio.to_thread(work)
+        started = time.perf_counter()
+        try:
+            report = await asyncio.to_thread(work)
+        except Exception:
+            self.metrics.planning_failures.labels(self.owner).inc()
+            raise
+        finally:
+            self.metrics.plan_seconds.labels(self.owner).observe(time.perf_counter() - started)
         if report.inserted or report.cancelled or report.updated:
             log.info(
                 "planned",
@@ -165,6 +172,7 @@ class Service:
             now=now,
             stop=stop,
             clock=clock,
+            observe=self._delivered,
         )
         if report.sent or report.failed or report.retried or report.skipped:
             log.info(
@@ -187,6 +195,12 @@ class Service:
             )
         return report
 
+    def _delivered(self, outcome: Delivered) -> None:
+        """Count and log one delivery outcome: the line an operator greps for a Message-ID."""
+        self.metrics.delivered(outcome)
+        full = self.settings.log_recipients == "address"
+        log_delivered(outcome, owner=self.owner, full_address=full)
+
     async def next_due(self) -> datetime | None:
         def work() -> datetime | None:
             with self.factory() as session:
@@ -197,11 +211,7 @@ class Service:
     async def next_fact_after(self, now: datetime) -> datetime | None:
         def work() -> datetime | None:
             with self.factory() as session:
-                return session.scalar(
-                    select(func.min(EventLog.at)).where(
-                        EventLog.at > now, EventLog.kind.in_(FACT_KINDS)
-                    )
-                )
+                return facts.next_after(session, now)
 
         return await asyncio.to_thread(work)
 
@@ -211,19 +221,14 @@ class Service:
 
         def work() -> set[str | None]:
             with self.factory() as session:
-                rows = session.scalars(
-                    select(EventLog.program)
-                    .where(EventLog.at > after, EventLog.at <= until, EventLog.kind.in_(FACT_KINDS))
-                    .distinct()
-                )
-                return set(rows)
+                return facts.programs_between(session, after, until)
 
         return await asyncio.to_thread(work)
 
     async def last_event_id(self) -> int:
         def work() -> int:
             with self.factory() as session:
-                return session.scalar(select(func.max(EventLog.id))) or 0
+                return facts.last_id(session)
 
         return await asyncio.to_thread(work)
 

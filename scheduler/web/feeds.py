@@ -6,11 +6,12 @@ Two kinds of feed, named so that a name says what it shows:
   team's Form SD calendar, the employees' offer calendar);
 - ``person:{kind}:{external_id}``: one person's own calendar (``calendars.personal``).
 
-SEQUENCE and LAST-MODIFIED come from the ``event_versions`` table. Program events are
-versioned under the program id, exactly as the planning job does (``jobs.planning
-.update_versions``), so feeds and invitations agree; a person's own events under
-``person:{id}`` with keys ``{program}/{event key}``. Rendering brings those rows up to date
-first (a write only when something changed), so the bytes depend on stored state alone and
+SEQUENCE and LAST-MODIFIED are the events' stored revisions (``calendars.versions``, kept in
+``event_versions``). Program events are revised under the program id by the planning job, so
+feeds and invitations agree; a person's own events under ``person:{id}`` with keys
+``{program}/{event key}``. Rendering finds the revisions up to date (or, for a person's own
+events, which no plan computes, or a program not planned yet, brings them up to date through
+the same rule and the same ``versions.write``), so the bytes depend on stored state alone and
 stay the same until an event does: that is what makes the ETag strong.
 
 A rendered feed carries a ``stamp``, a cheap summary of what it was built from (last event-log
@@ -26,19 +27,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
-
 from calendars.events import Audience, Event, EventKind
 from calendars.ical import FeedItem, FeedMeta, render_feed
-from calendars.notices import GrantView, PersonView, Snapshot, Team
-from calendars.personal import personal_calendar
-from calendars.plan import expand_program
+from calendars.kinds import effective, expand_program, personal_calendar
+from calendars.notices import PersonView, Snapshot, Team
+from calendars.versions import revise
 from config.programs import Program
-from jobs.planning import CANCELLED, effective, fingerprint, update_versions
-from jobs.storage.db import EventLog, EventVersion, OptionGrant, Person, PersonKind, begin_write
-from jobs.storage.snapshot import load_facts, person_view
+from jobs.storage import Session, SessionFactory, facts, snapshot, versions
+from jobs.storage.db import PersonKind, begin_write
+from jobs.storage.snapshot import load_facts
 
 PROGRAM = "program"
 PERSON = "person"
@@ -58,7 +55,6 @@ _COLORS = {
 _PERSON_COLOR = "#00897b"
 
 Stamp = tuple[int, int, int, str]
-Versions = dict[tuple[str, str], EventVersion]
 
 
 class FeedError(Exception):
@@ -137,7 +133,7 @@ class FeedSource:
 
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         programs: Sequence[Program],
         *,
         team: Team,
@@ -155,7 +151,7 @@ class FeedSource:
             if ref.program not in self.programs:
                 known = ", ".join(sorted(self.programs))
                 raise FeedError(f"{name!r}: no program {ref.program!r}; known: {known}")
-        elif _person(session, ref) is None:
+        elif snapshot.person(session, ref.kind, ref.external_id) is None:
             raise FeedError(f"{name!r}: no {ref.kind} with id {ref.external_id!r}")
         return ref
 
@@ -174,18 +170,18 @@ class FeedSource:
         # Each part of the stamp is read before the data it summarises: a change that lands
         # in between leaves a stamp that no longer matches, and the next request re-renders.
         with self.factory() as session:
-            last_event = _last_event(session)
+            last_event = facts.last_id(session)
             ref = self.check(session, name)
             plan = self._plan(session, ref, now)
             scopes = tuple(sorted(plan.tracked))
-            totals = _totals(session, scopes)
-            versions = _versions(session, scopes)
-        if _stale(versions, plan.tracked):
+            totals = versions.totals(session, scopes)
+            stored = versions.load(session, scopes)
+        if any(revise(stored[scope], events, now) for scope, events in plan.tracked.items()):
             self._track(plan.tracked, now)
             with self.factory() as session:
-                totals = _totals(session, scopes)
-                versions = _versions(session, scopes)
-        items = _items(plan, versions)
+                totals = versions.totals(session, scopes)
+                stored = versions.load(session, scopes)
+        items = _items(plan, stored)
         body = render_feed(items, plan.meta)
         return Rendered(
             name=name,
@@ -198,20 +194,19 @@ class FeedSource:
 
     def stamp(self, session: Session, scopes: Sequence[str], now: datetime) -> Stamp:
         """Return what a feed over ``scopes`` is built from, cheaply (indexed lookups)."""
-        return (_last_event(session), *_totals(session, scopes), feed_day(now))
+        return (facts.last_id(session), *versions.totals(session, scopes), feed_day(now))
 
     def _plan(self, session: Session, ref: FeedRef, now: datetime) -> _Plan:
         if isinstance(ref, ProgramFeed):
             return self._program_plan(session, ref, now)
-        person = _person(session, ref)
+        person = snapshot.person(session, ref.kind, ref.external_id)
         if person is None:
             raise FeedError(f"{ref.name!r}: no such person")
         return self._person_plan(session, person, now)
 
     def _program_plan(self, session: Session, ref: ProgramFeed, now: datetime) -> _Plan:
         program = self.programs[ref.program]
-        snapshot = Snapshot(people=[], grants=[], facts=load_facts(session), team=self.team)
-        events = expand_program(effective(program, snapshot), now=now)
+        events = expand_program(effective(program, load_facts(session)), now=now)
         label = _LABELS[ref.audience]
         meta = FeedMeta(
             name=f"{program.name}: {label}",
@@ -229,14 +224,16 @@ class FeedSource:
         return _Plan(meta=meta, tracked={program.id: events}, shown=shown, withdrawn=[])
 
     def _person_plan(self, session: Session, person: PersonView, now: datetime) -> _Plan:
-        grants = _grants(session, person.id)
-        snapshot = Snapshot(
-            people=[person], grants=grants, facts=load_facts(session), team=self.team
+        known = Snapshot(
+            people=[person],
+            grants=snapshot.load_grants(session, person.id),
+            facts=load_facts(session),
+            team=self.team,
         )
-        calendar = personal_calendar(list(self.programs.values()), person, snapshot, now)
+        calendar = personal_calendar(list(self.programs.values()), person, known, now)
         tracked: dict[str, list[Event]] = {}
         for program_id in sorted({e.program for e in calendar.shared}):
-            program = effective(self.programs[program_id], snapshot)
+            program = effective(self.programs[program_id], known.facts)
             tracked[program_id] = expand_program(program, now=now)
         scope = f"{PERSON}:{person.id}"
         tracked[scope] = [_scoped(o.event) for o in calendar.own if o.live]
@@ -258,62 +255,17 @@ class FeedSource:
         )
 
     def _track(self, tracked: Mapping[str, Sequence[Event]], now: datetime) -> None:
-        # Two renderers (or a renderer and the planning job) may insert the same new row at
-        # once on PostgreSQL; the loser retries and then finds it there.
-        for attempt in range(3):
-            try:
-                with begin_write(self.factory) as session:
-                    for scope, events in tracked.items():
-                        update_versions(session, scope, events, now)
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        # Read again under the write lock: another renderer or the planner may have revised
+        # these events since; the upsert keeps the higher SEQUENCE if two write at once.
+        with begin_write(self.factory) as session:
+            stored = versions.load(session, list(tracked))
+            for scope, events in tracked.items():
+                versions.write(session, scope, revise(stored[scope], events, now))
 
 
 def _scoped(event: Event) -> Event:
     """Return ``event`` keyed as stored under a person's scope: ``{program}/{key}``."""
     return dataclasses.replace(event, key=f"{event.program}/{event.key}")
-
-
-def _person(session: Session, ref: PersonFeed) -> PersonView | None:
-    row = session.scalar(
-        select(Person).where(Person.kind == ref.kind, Person.external_id == ref.external_id)
-    )
-    return person_view(row) if row is not None else None
-
-
-def _grants(session: Session, person_id: int) -> list[GrantView]:
-    return [
-        GrantView(
-            id=g.id,
-            person_id=g.person_id,
-            external_id=g.external_id,
-            grant_date=g.grant_date,
-            unexercised=g.unexercised,
-            price=g.price,
-        )
-        for g in session.scalars(
-            select(OptionGrant).where(OptionGrant.person_id == person_id).order_by(OptionGrant.id)
-        )
-    ]
-
-
-def _last_event(session: Session) -> int:
-    return int(session.scalar(select(func.max(EventLog.id))) or 0)
-
-
-def _totals(session: Session, scopes: Sequence[str]) -> tuple[int, int]:
-    """Return the number of version rows in ``scopes`` and their sequence total.
-
-    Either grows with every change ``update_versions`` makes (a new row, a raised SEQUENCE).
-    """
-    count, total = session.execute(
-        select(func.count(), func.coalesce(func.sum(EventVersion.sequence), 0)).where(
-            EventVersion.program.in_(scopes)
-        )
-    ).one()
-    return int(count), int(total)
 
 
 def feed_day(now: datetime) -> str:
@@ -324,34 +276,15 @@ def feed_day(now: datetime) -> str:
     return now.date().isoformat()
 
 
-def _versions(session: Session, scopes: Sequence[str]) -> Versions:
-    rows = session.scalars(select(EventVersion).where(EventVersion.program.in_(scopes)))
-    return {(row.program, row.key): row for row in rows}
-
-
-def _stale(versions: Versions, tracked: Mapping[str, Sequence[Event]]) -> bool:
-    """Return whether ``update_versions`` would change anything (the same rules)."""
-    for scope, events in tracked.items():
-        current = {e.key: fingerprint(e) for e in events}
-        for key, print_ in current.items():
-            row = versions.get((scope, key))
-            if row is None or row.fingerprint != print_:
-                return True
-        for (row_scope, key), row in versions.items():
-            if row_scope == scope and key not in current and row.fingerprint != CANCELLED:
-                return True
-    return False
-
-
-def _items(plan: _Plan, versions: Versions) -> list[FeedItem]:
+def _items(plan: _Plan, stored: versions.Revisions) -> list[FeedItem]:
     items = []
     for scope, event in plan.shown:
         key = event.key if scope == event.program else _scoped(event).key
-        row = versions[(scope, key)]
+        row = stored[scope][key]
         items.append(FeedItem(event=event, sequence=row.sequence, last_modified=row.last_modified))
     for scope, event in plan.withdrawn:
-        found = versions.get((scope, _scoped(event).key))
-        if found is not None and found.fingerprint == CANCELLED:
+        found = stored.get(scope, {}).get(_scoped(event).key)
+        if found is not None and found.cancelled:
             items.append(
                 FeedItem(
                     event=event,

@@ -27,16 +27,16 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import uvicorn
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from jobs.storage import tokens
-from jobs.storage.db import EventLog, EventVersion, FeedToken
+from jobs.storage import queries, tokens
+from jobs.storage.db import ping
 from scheduler.daemon.loop import Daemon, utc_now
 from scheduler.daemon.service import Service
 from scheduler.web import api, metrics
@@ -107,7 +107,7 @@ class Changes:
 
             def read() -> tuple[int, ...]:
                 with service.factory() as session:
-                    return database_stamp(session)
+                    return queries.database_stamp(session)
 
             seen = await asyncio.to_thread(read)
             if seen != self._seen or self.interval == 0:
@@ -117,18 +117,6 @@ class Changes:
             return self.generation
 
 
-def database_stamp(session: Session) -> tuple[int, ...]:
-    """Summarise what feeds and tokens are read from: each part grows with every change."""
-    last_event = session.scalar(select(func.max(EventLog.id))) or 0
-    versions, sequences = session.execute(
-        select(func.count(), func.coalesce(func.sum(EventVersion.sequence), 0))
-    ).one()
-    issued, revoked = session.execute(
-        select(func.coalesce(func.max(FeedToken.id), 0), func.count(FeedToken.revoked_at))
-    ).one()
-    return (int(last_event), int(versions), int(sequences), int(issued), int(revoked))
-
-
 @dataclass(slots=True, kw_only=True)
 class State:
     service: Service
@@ -136,7 +124,8 @@ class State:
     clock: Clock
     feeds: FeedSource
     cache: FeedCache
-    counters: metrics.Counters
+    counters: metrics.HttpMetrics
+    registry: CollectorRegistry
     public: frozenset[str]
     changes: Changes
     # Feeds verified against the database, by token hash or public name: (feed, generation).
@@ -152,15 +141,20 @@ def create_app(
     ``clock`` defaults to the daemon's, so that feeds and the API see the time the scheduler sees.
     """
     settings = service.settings
+    clock = clock or (daemon.clock if daemon is not None else utc_now)
+    registry, counters = metrics.app_registry(
+        service.metrics, service.factory, clock, [p.id for p in service.programs]
+    )
     state = State(
         service=service,
         daemon=daemon,
-        clock=clock or (daemon.clock if daemon is not None else utc_now),
+        clock=clock,
         feeds=FeedSource(
             service.factory, service.programs, team=service.team, timezone=settings.timezone
         ),
         cache=FeedCache(size=settings.feed_cache_size),
-        counters=metrics.Counters(),
+        counters=counters,
+        registry=registry,
         public=frozenset(settings.public_feeds),
         changes=Changes(settings.feed_check_seconds),
     )
@@ -180,20 +174,11 @@ def create_app(
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     async def metrics_text(request: Request) -> Response:
-        now = state.clock()
-
-        def read() -> metrics.OutboxFigures:
-            with service.factory() as session:
-                return metrics.outbox_figures(session, now)
-
-        figures = await asyncio.to_thread(read)
-        body = metrics.render(
-            figures,
-            state.counters,
-            scheduler_running=bool(daemon and daemon.running),
-            ticks=daemon.ticks if daemon else 0,
-        )
-        return Response(body, media_type=metrics.CONTENT_TYPE)
+        # The Prometheus text format, or OpenMetrics when the scraper asks for it. Built in a
+        # worker thread: the database's figures are read while it runs.
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = await asyncio.to_thread(encode, state.registry)
+        return Response(body, headers={"Content-Type": content_type})
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -229,14 +214,14 @@ async def _feed(
     if rendered is None:
         name, rendered = await _verify(state, token, public, now)
         if name is None:
-            state.counters.feed_requests[("unknown", 404)] += 1
+            state.counters.feed_request("unknown", 404)
             raise _gone()
         if rendered is None:
             rendered = await _render(state, name, now, token, public)
         state.verified[key] = (name, generation)
     kind = rendered.name.partition(":")[0]
     response = conditional(request, rendered, private=token is not None)
-    state.counters.feed_requests[(kind, response.status_code)] += 1
+    state.counters.feed_request(kind, response.status_code)
     return response
 
 
@@ -287,10 +272,10 @@ async def _render(
             rendered = await asyncio.to_thread(state.feeds.render, name, now)
         except FeedError:
             # A token whose person has since been deleted: nothing to show.
-            state.counters.feed_requests[(kind, 404)] += 1
+            state.counters.feed_request(kind, 404)
             raise _gone() from None
         state.cache.put(rendered)
-        state.counters.feed_renders[kind] += 1
+        state.counters.feed_render(kind)
         return rendered
 
 
@@ -335,12 +320,8 @@ def _not_modified(request: Request, rendered: Rendered) -> bool:
 
 
 async def _readiness(state: State) -> dict[str, str]:
-    def ping() -> None:
-        with state.service.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
     try:
-        await asyncio.wait_for(asyncio.to_thread(ping), READY_TIMEOUT)
+        await asyncio.wait_for(asyncio.to_thread(ping, state.service.engine), READY_TIMEOUT)
         database = "ok"
     except Exception as exc:  # any failure means not ready; say which
         database = f"unreachable: {type(exc).__name__}"

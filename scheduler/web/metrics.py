@@ -1,186 +1,147 @@
-"""Metrics in the Prometheus text format: outbox state from the database, HTTP counters in memory.
+"""``/metrics``: the replica's series, its HTTP counters and the database's figures.
 
-Outbox figures are read from the database at each scrape, so every replica reports the same
-totals (sum them in a query with care, or scrape one). Send lateness is a histogram of
-``sent_at - due_at`` over every message ever sent: sent rows never change, so its buckets only
-grow, as a Prometheus histogram must.
+Each app has a ``CollectorRegistry`` of its own (never prometheus_client's global one) that
+holds three things: the service's registry (process, build, delivery and planning series; see
+``scheduler.daemon.metrics``), the HTTP counters below, and ``DatabaseCollector``, which reads
+the outbox and the obligations at each scrape. The first two are this replica's and carry an
+``owner`` label: sum them over replicas. The database's figures are the same whichever replica
+answers and carry none: take one replica's, or ``max`` over replicas, never ``sum``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, Float, case, cast, extract, func, select
-from sqlalchemy.orm import Session
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-from jobs.storage.db import Obligation, OutboxMessage, OutboxState, dialect_name
+from jobs.storage import SessionFactory, queries
+from scheduler.daemon.metrics import Metrics
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LATENESS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
-
-
-@dataclass(slots=True)
-class Counters:
-    """Process-local counters, incremented by the HTTP handlers."""
-
-    feed_requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (kind, status)
-    feed_renders: Counter[str] = field(default_factory=Counter)  # kind
-    api_requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (endpoint, status)
+log = logging.getLogger("tickler")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutboxFigures:
-    by_state: Mapping[str, int]
-    obligations: Mapping[tuple[str, str], int]  # (program, state)
-    due_backlog: int
-    oldest_due_seconds: float
-    lateness_buckets: tuple[int, ...]  # cumulative, one per LATENESS_BUCKETS bound
-    lateness_count: int
-    lateness_sum: float
+class HttpMetrics:
+    """Counters of the HTTP handlers, labelled with the replica."""
 
-
-def outbox_figures(session: Session, now: datetime) -> OutboxFigures:
-    """Read the outbox and obligation figures at ``now``."""
-    c = OutboxMessage
-    by_state = {
-        str(state): int(n)
-        for state, n in session.execute(select(c.state, func.count()).group_by(c.state))
-    }
-    backlog, oldest = session.execute(
-        select(func.count(), func.min(c.due_at)).where(
-            c.state == OutboxState.PENDING, c.due_at <= now
+    def __init__(self, registry: CollectorRegistry, owner: str) -> None:
+        self.owner = owner
+        self.feed_requests = Counter(
+            "tickler_feed_requests",
+            "Feed requests by feed kind and status (304: not modified).",
+            ["owner", "kind", "code"],
+            registry=registry,
         )
-    ).one()
-    lateness = _seconds_between(session, c.sent_at, c.due_at)
-    sent = c.state == OutboxState.SENT
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(lateness), 0.0),
-            *(
-                func.coalesce(func.sum(case((lateness <= b, 1), else_=0)), 0)
-                for b in LATENESS_BUCKETS
-            ),
-        ).where(sent, c.sent_at.is_not(None))
-    ).one()
-    obligations = {
-        (program, state): int(n)
-        for program, state, n in session.execute(
-            select(Obligation.program, Obligation.state, func.count()).group_by(
-                Obligation.program, Obligation.state
+        self.feed_renders = Counter(
+            "tickler_feed_renders",
+            "Feeds rendered (cache misses), by feed kind.",
+            ["owner", "kind"],
+            registry=registry,
+        )
+        self.api_requests = Counter(
+            "tickler_api_requests",
+            "JSON API calls by endpoint and status.",
+            ["owner", "endpoint", "code"],
+            registry=registry,
+        )
+
+    def feed_request(self, kind: str, code: int) -> None:
+        self.feed_requests.labels(self.owner, kind, str(code)).inc()
+
+    def feed_render(self, kind: str) -> None:
+        self.feed_renders.labels(self.owner, kind).inc()
+
+    def api_request(self, endpoint: str, code: int) -> None:
+        self.api_requests.labels(self.owner, endpoint, str(code)).inc()
+
+
+class DatabaseCollector(Collector):
+    """The outbox and obligation figures, read from the database at each scrape.
+
+    ``collect`` runs in the scrape's worker thread. When the database cannot be read,
+    ``tickler_database_up`` is 0 and the figures are left out (a gap, not a false zero).
+    """
+
+    def __init__(
+        self, factory: SessionFactory, clock: Callable[[], datetime], programs: Sequence[str]
+    ) -> None:
+        self._factory = factory
+        self._clock = clock
+        self._programs = tuple(programs)
+
+    def collect(self) -> Iterable[Metric]:
+        now = self._clock()
+        try:
+            with self._factory() as session:
+                figures = queries.outbox_figures(session, now)
+                owed = queries.open_obligations(session, now)
+        except Exception as exc:  # the scrape must still answer: say the database is down
+            log.warning(
+                "metrics: cannot read the database",
+                extra={"action": "metrics_database_unreachable", "error": repr(exc)},
             )
+            yield _gauge("tickler_database_up", "1 when the database answered this scrape.", 0)
+            return
+        yield _gauge("tickler_database_up", "1 when the database answered this scrape.", 1)
+        messages = GaugeMetricFamily(
+            "tickler_outbox_messages", "Messages in the outbox, by state.", labels=["state"]
         )
-    }
-    return OutboxFigures(
-        by_state={str(s): by_state.get(str(s), 0) for s in OutboxState},
-        obligations=obligations,
-        due_backlog=int(backlog),
-        oldest_due_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
-        lateness_buckets=tuple(int(n) for n in row[2:]),
-        lateness_count=int(row[0]),
-        lateness_sum=float(row[1]),
-    )
+        for state, n in sorted(figures.by_state.items()):
+            messages.add_metric([state], n)
+        yield messages
+        yield _gauge(
+            "tickler_outbox_due_backlog",
+            "Pending messages whose due time has passed.",
+            figures.due_backlog,
+        )
+        yield _gauge(
+            "tickler_outbox_oldest_due_seconds",
+            "How long the oldest due pending message has waited.",
+            figures.oldest_due_seconds,
+        )
+        states = GaugeMetricFamily(
+            "tickler_obligations",
+            "Obligations (responses, elections, acknowledgments) by program and state.",
+            labels=["program", "state"],
+        )
+        for (program, state), n in sorted(figures.obligations.items()):
+            states.add_metric([program, state], n)
+        yield states
+        pending = GaugeMetricFamily(
+            "tickler_obligations_pending",
+            "Obligations still owed (not answered, incomplete, overdue, escalated), by program.",
+            labels=["program"],
+        )
+        overdue = GaugeMetricFamily(
+            "tickler_obligations_overdue",
+            "Obligations still owed whose due time has passed, by program.",
+            labels=["program"],
+        )
+        for program in sorted({*self._programs, *owed}):
+            open_, late = owed.get(program, (0, 0))
+            pending.add_metric([program], open_)
+            overdue.add_metric([program], late)
+        yield pending
+        yield overdue
 
 
-def _seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[float]:
-    if dialect_name(session) == "sqlite":
-        # UtcDateTime is stored as ISO text there; julianday() reads it.
-        days = func.julianday(later) - func.julianday(earlier)
-        return cast(days * 86400.0, Float)
-    return cast(extract("epoch", later - earlier), Float)
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
 
 
-def render(
-    figures: OutboxFigures,
-    counters: Counters,
-    *,
-    scheduler_running: bool,
-    ticks: int,
-) -> str:
-    """Return the exposition text (version 0.0.4)."""
-    out: list[str] = []
-
-    def metric(name: str, kind: str, help_: str, samples: Iterable[tuple[str, float]]) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
-
-    metric(
-        "tickler_outbox_messages",
-        "gauge",
-        "Messages in the outbox, by state.",
-        ((_labels(state=s), n) for s, n in sorted(figures.by_state.items())),
-    )
-    metric(
-        "tickler_outbox_due_backlog",
-        "gauge",
-        "Pending messages whose due time has passed.",
-        [("", figures.due_backlog)],
-    )
-    metric(
-        "tickler_outbox_oldest_due_seconds",
-        "gauge",
-        "How long the oldest due pending message has waited.",
-        [("", figures.oldest_due_seconds)],
-    )
-    name = "tickler_send_lateness_seconds"
-    out.append(f"# HELP {name} Time from a message's due time to its acceptance by the server.")
-    out.append(f"# TYPE {name} histogram")
-    for bound, n in zip(LATENESS_BUCKETS, figures.lateness_buckets, strict=True):
-        out.append(f"{name}_bucket{_labels(le=_number(bound))} {n}")
-    out.append(f'{name}_bucket{{le="+Inf"}} {figures.lateness_count}')
-    out.append(f"{name}_sum {_number(figures.lateness_sum)}")
-    out.append(f"{name}_count {figures.lateness_count}")
-    metric(
-        "tickler_obligations",
-        "gauge",
-        "Obligations (responses, elections, acknowledgments) by program and state.",
-        ((_labels(program=p, state=s), n) for (p, s), n in sorted(figures.obligations.items())),
-    )
-    metric(
-        "tickler_feed_requests_total",
-        "counter",
-        "Feed requests by feed kind and status (304: not modified).",
-        (
-            (_labels(kind=kind, code=str(code)), n)
-            for (kind, code), n in sorted(counters.feed_requests.items())
-        ),
-    )
-    metric(
-        "tickler_feed_renders_total",
-        "counter",
-        "Feeds rendered (cache misses), by feed kind.",
-        ((_labels(kind=kind), n) for kind, n in sorted(counters.feed_renders.items())),
-    )
-    metric(
-        "tickler_api_requests_total",
-        "counter",
-        "JSON API calls by endpoint and status.",
-        (
-            (_labels(endpoint=endpoint, code=str(code)), n)
-            for (endpoint, code), n in sorted(counters.api_requests.items())
-        ),
-    )
-    metric(
-        "tickler_scheduler_running",
-        "gauge",
-        "1 while the scheduler runs in this process.",
-        [("", 1 if scheduler_running else 0)],
-    )
-    metric("tickler_scheduler_ticks_total", "counter", "Scheduler ticks.", [("", ticks)])
-    return "\n".join(out) + "\n"
-
-
-def _labels(**labels: str) -> str:
-    def escape(value: str) -> str:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def app_registry(
+    service_metrics: Metrics,
+    factory: SessionFactory,
+    clock: Callable[[], datetime],
+    programs: Sequence[str],
+) -> tuple[CollectorRegistry, HttpMetrics]:
+    """Return the registry ``/metrics`` serves and the HTTP counters registered on it."""
+    # No auto-describe: it would read the database (and the /proc files) at registration.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(service_metrics.registry)
+    registry.register(DatabaseCollector(factory, clock, programs))
+    return registry, HttpMetrics(registry, service_metrics.owner)

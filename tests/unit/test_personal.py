@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from calendars.events import EventKind
+from calendars.kinds import personal_calendar
 from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
-from calendars.personal import PersonalCalendar, personal_calendar
+from calendars.personal import PersonalCalendar
 from config.loader import load_programs
 
 PROGRAMS = load_programs(None)

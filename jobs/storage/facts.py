@@ -1,0 +1,35 @@
+"""Reads of the event log that wake the daemon and stamp the feeds (facts are written by
+``jobs.record`` through ``jobs.storage.people``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jobs.storage.db import EventLog
+from jobs.storage.snapshot import FACT_KINDS
+
+
+def last_id(session: Session) -> int:
+    """Return the id of the newest event-log row (0 when empty): it grows with every write."""
+    return int(session.scalar(select(func.max(EventLog.id))) or 0)
+
+
+def next_after(session: Session, now: datetime) -> datetime | None:
+    """Return the instant of the first fact dated after ``now`` (a simulation's next stop)."""
+    return session.scalar(
+        select(func.min(EventLog.at)).where(EventLog.at > now, EventLog.kind.in_(FACT_KINDS))
+    )
+
+
+def programs_between(session: Session, after: datetime, until: datetime) -> set[str | None]:
+    """Return the programs of the facts dated in (after, until]; ``None`` for a fact about a
+    person (a termination, a hire) that may concern every program."""
+    rows = session.scalars(
+        select(EventLog.program)
+        .where(EventLog.at > after, EventLog.at <= until, EventLog.kind.in_(FACT_KINDS))
+        .distinct()
+    )
+    return set(rows)

@@ -1,0 +1,212 @@
+"""Read-only summaries: ``tickler status``, the weekly digest, ``/metrics``, the feed stamp.
+
+Every function reads in the caller's session and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, Row, case, cast, extract, func, select
+from sqlalchemy.orm import Session
+
+from jobs.storage.db import (
+    EventLog,
+    EventVersion,
+    FeedToken,
+    Obligation,
+    OutboxMessage,
+    OutboxState,
+    Person,
+    dialect_name,
+)
+
+LATENESS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusRows:
+    """What ``tickler status`` shows, as rows of counts."""
+
+    obligations: list[Row[Any]]  # (program, kind, state, count)
+    messages: list[Row[Any]]  # (program, state, count)
+    upcoming: list[Row[Any]]  # (due_at, program, job, count): the next ten instants
+    failed: list[Row[Any]]  # (identity, last_code, last_error): the last twenty
+
+
+def status_rows(session: Session, now: datetime) -> StatusRows:
+    """Return obligations and messages by state, what is due next and what failed last."""
+    c = OutboxMessage
+    return StatusRows(
+        obligations=list(
+            session.execute(
+                select(
+                    Obligation.program, Obligation.kind, Obligation.state, func.count()
+                ).group_by(Obligation.program, Obligation.kind, Obligation.state)
+            )
+        ),
+        messages=list(
+            session.execute(select(c.program, c.state, func.count()).group_by(c.program, c.state))
+        ),
+        upcoming=list(
+            session.execute(
+                select(c.due_at, c.program, c.job, func.count())
+                .where(c.state == OutboxState.PENDING, c.due_at >= now)
+                .group_by(c.due_at, c.program, c.job)
+                .order_by(c.due_at)
+                .limit(10)
+            )
+        ),
+        failed=list(
+            session.execute(
+                select(c.identity, c.last_code, c.last_error)
+                .where(c.state == OutboxState.FAILED)
+                .order_by(c.updated_at.desc())
+                .limit(20)
+            )
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestRows:
+    """What the weekly digest reports, as rows."""
+
+    due: list[Row[Any]]  # (due_at, job, recipient): pending, due within the window
+    failed: list[Row[Any]]  # (job, recipient, last_error): failed within the window
+    obligations: list[Row[Any]]  # (program, state, due_at, kind, external_id): every one
+
+
+def digest_rows(session: Session, now: datetime, window: timedelta) -> DigestRows:
+    """Return the messages due in the next ``window``, those failed in the last, and every
+    obligation with its person."""
+    c = OutboxMessage
+    return DigestRows(
+        due=list(
+            session.execute(
+                select(c.due_at, c.job, c.recipient)
+                .where(
+                    c.state == OutboxState.PENDING,
+                    c.due_at >= now,
+                    c.due_at < now + window,
+                    c.job != "digest",
+                )
+                .order_by(c.due_at)
+            )
+        ),
+        failed=list(
+            session.execute(
+                select(c.job, c.recipient, c.last_error)
+                .where(c.state == OutboxState.FAILED, c.updated_at >= now - window)
+                .order_by(c.updated_at)
+            )
+        ),
+        obligations=list(
+            session.execute(
+                select(
+                    Obligation.program,
+                    Obligation.state,
+                    Obligation.due_at,
+                    Person.kind,
+                    Person.external_id,
+                ).join(Person, Person.id == Obligation.person_id)
+            )
+        ),
+    )
+
+
+def database_stamp(session: Session) -> tuple[int, ...]:
+    """Summarise what feeds and tokens are read from: each part grows with every change."""
+    last_event = session.scalar(select(func.max(EventLog.id))) or 0
+    versions, sequences = session.execute(
+        select(func.count(), func.coalesce(func.sum(EventVersion.sequence), 0))
+    ).one()
+    issued, revoked = session.execute(
+        select(func.coalesce(func.max(FeedToken.id), 0), func.count(FeedToken.revoked_at))
+    ).one()
+    return (int(last_event), int(versions), int(sequences), int(issued), int(revoked))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxFigures:
+    by_state: Mapping[str, int]
+    obligations: Mapping[tuple[str, str], int]  # (program, state)
+    due_backlog: int
+    oldest_due_seconds: float
+    lateness_buckets: tuple[int, ...]  # cumulative, one per LATENESS_BUCKETS bound
+    lateness_count: int
+    lateness_sum: float
+
+
+def outbox_figures(session: Session, now: datetime) -> OutboxFigures:
+    """Read the outbox and obligation figures at ``now``."""
+    c = OutboxMessage
+    by_state = {
+        str(state): int(n)
+        for state, n in session.execute(select(c.state, func.count()).group_by(c.state))
+    }
+    backlog, oldest = session.execute(
+        select(func.count(), func.min(c.due_at)).where(
+            c.state == OutboxState.PENDING, c.due_at <= now
+        )
+    ).one()
+    lateness = _seconds_between(session, c.sent_at, c.due_at)
+    sent = c.state == OutboxState.SENT
+    row = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(lateness), 0.0),
+            *(
+                func.coalesce(func.sum(case((lateness <= b, 1), else_=0)), 0)
+                for b in LATENESS_BUCKETS
+            ),
+        ).where(sent, c.sent_at.is_not(None))
+    ).one()
+    obligations = {
+        (program, state): int(n)
+        for program, state, n in session.execute(
+            select(Obligation.program, Obligation.state, func.count()).group_by(
+                Obligation.program, Obligation.state
+            )
+        )
+    }
+    return OutboxFigures(
+        by_state={str(s): by_state.get(str(s), 0) for s in OutboxState},
+        obligations=obligations,
+        due_backlog=int(backlog),
+        oldest_due_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        lateness_buckets=tuple(int(n) for n in row[2:]),
+        lateness_count=int(row[0]),
+        lateness_sum=float(row[1]),
+    )
+
+
+def _seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[float]:
+    if dialect_name(session) == "sqlite":
+        # UtcDateTime is stored as ISO text there; julianday() reads it.
+        days = func.julianday(later) - func.julianday(earlier)
+        return cast(days * 86400.0, Float)
+    return cast(extract("epoch", later - earlier), Float)
+
+
+# Obligations still owed: a supplier's CMRT not back (or incomplete), an FCPA acknowledgment
+# not signed (pending, overdue, escalated). An election is a choice, not a debt: an employee
+# who has not elected (``not_elected``) owes nothing, and neither does a closed obligation
+# (``complete``, ``acknowledged``, ``elected``, ``forfeited``).
+OPEN_OBLIGATION_STATES = ("pending", "incomplete", "overdue", "escalated")
+
+
+def open_obligations(session: Session, now: datetime) -> dict[str, tuple[int, int]]:
+    """Return, per program, the obligations still owed and how many of them are due before
+    ``now`` (overdue by the clock, whatever state the last plan stored)."""
+    o = Obligation
+    late = func.coalesce(func.sum(case((o.due_at < now, 1), else_=0)), 0)
+    rows = session.execute(
+        select(o.program, func.count(), late)
+        .where(o.state.in_(OPEN_OBLIGATION_STATES))
+        .group_by(o.program)
+    )
+    return {str(program): (int(n), int(overdue)) for program, n, overdue in rows}
