@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from config.emails import Email
+
 _ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _OFFSET = re.compile(r"^\s*(\d+)\s*(w|d|h|m)\s*$|^P(?:(\d+)W|(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
 
@@ -334,7 +336,7 @@ class Fcpa(ProgramBase):
     renewal: Renewal = Renewal()
     reminders_before: list[Offset] = Field(default_factory=lambda: ["14d", "3d"])
     overdue: FollowUp = FollowUp(interval_days=7, max=4, escalate_after_days=0)
-    compliance_officer: str | None = Field(
+    compliance_officer: Email | None = Field(
         default=None, description="Escalation address; default: the settings' compliance officer"
     )
     roles: list[FcpaRole] = Field(default_factory=lambda: list(get_args(FcpaRole)))

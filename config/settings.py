@@ -29,6 +29,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from config.emails import Email, parse_email
+
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
 _TOKEN_NAME = re.compile(r"([a-z0-9][a-z0-9_.-]{0,63}):(.+)", re.DOTALL)
@@ -160,10 +162,10 @@ class Settings(BaseSettings):
         description="Seconds between checks for changes feeds depend on; 0: every request",
     )
 
-    compliance_email: str = Field(
+    compliance_email: Email = Field(
         default="compliance@example.com", description="The compliance team's address"
     )
-    compliance_officer_email: str = Field(
+    compliance_officer_email: Email = Field(
         default="cfo@example.com", description="Escalations go here (the CFO by default)"
     )
 
@@ -210,6 +212,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"API token name {name!r} is used twice")
             names.add(name)
         return values
+
+    @field_validator("mail_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        # "Name <address>" or a bare address; the address follows the one rule of every
+        # address, and the name is header text that must stay on one line.
+        address = value
+        if value.endswith(">") and "<" in value:
+            name, address = value[:-1].rsplit("<", 1)
+            if not name.isprintable():
+                raise ValueError(f"the sender's name {name!r} must be one line of text")
+        parse_email(address)
+        return value
 
     @field_validator("public_feeds")
     @classmethod

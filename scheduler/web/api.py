@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from config.emails import Email
 from config.settings import RecordKind, Settings, api_token_parts
 from jobs.record import RecordError, record
 from jobs.storage.db import begin_write
@@ -48,14 +49,6 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # one line of text: no control characters
 
 Line = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_PRINTABLE)]
 Text = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
-# The address check of ``jobs.record``, stated in the schema so clients can see it.
-Email = Annotated[
-    str,
-    StringConstraints(
-        max_length=320,
-        pattern=r'^[^@\s<>"\x00-\x1f\x7f]+@[^@\s<>"\x00-\x1f\x7f]+\.[^@\s<>"\x00-\x1f\x7f]+$',
-    ),
-]
 ProgramId = Annotated[
     str,
     Field(
@@ -359,7 +352,11 @@ async def _read(request: Request) -> bytes | None:
 
 def _details(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": ".".join(str(part) for part in e["loc"]) or "body", "error": e["msg"]}
+        {
+            "field": ".".join(str(part) for part in e["loc"]) or "body",
+            # A validator's own ValueError reads as in the CLI and the imports.
+            "error": e["msg"].removeprefix("Value error, "),
+        }
         for e in exc.errors(include_url=False, include_input=False)
     ]
 
