@@ -176,8 +176,14 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Wait before the first retry; doubles per attempt"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="json: one object per line; text: for a terminal"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one object per line; text: coloured lines for a terminal; "
+        "auto: text on a terminal, json otherwise",
+    )
+    log_recipients: Literal["domain", "address"] = Field(
+        default="domain",
+        description="What a delivery's log line says of the recipient: the domain, or the address",
     )
 
     @classmethod

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -338,16 +341,47 @@ def http_port(process: subprocess.Popen[bytes], log: Path) -> int:
     return found[0]
 
 
-def scrape(port: int) -> dict[str, float]:
-    """GET /metrics; return each sample (``name{labels}``) and its value."""
+@dataclass(frozen=True)
+class Scrape:
+    """One /metrics page, parsed by prometheus_client's own parser."""
+
+    families: dict[str, Metric]
+
+    @classmethod
+    def parse(cls, text: str) -> Scrape:
+        return cls({f.name: f for f in text_string_to_metric_families(text)})
+
+    def samples(self, name: str, **labels: str) -> list[Sample]:
+        """Return the samples called ``name`` whose labels include ``labels``."""
+        return [
+            s
+            for f in self.families.values()
+            for s in f.samples
+            if s.name == name and labels.items() <= s.labels.items()
+        ]
+
+    def value(self, name: str, **labels: str) -> float:
+        """Return the sum of the matching samples (over the labels not given, e.g. ``owner``);
+        fail when there is none: a series that is missing is not a zero."""
+        found = self.samples(name, **labels)
+        assert found, f"no sample {name}{labels} in /metrics: {sorted(self.families)}"
+        return sum(s.value for s in found)
+
+
+def read_metrics(port: int) -> Scrape:
+    """GET /metrics over the socket and parse it."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+        return Scrape.parse(response.read().decode())
+
+
+def scrape(port: int) -> dict[str, float]:
+    """GET /metrics; return each sample (``name{labels}``, labels in page order) and its value."""
+    out = {}
+    for family in read_metrics(port).families.values():
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in s.labels.items())
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
 
 
 # Accounting --------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Logging for the daemon: one JSON object per line (or text for a terminal), secrets redacted.
+"""Logging for the daemon: one JSON object per line, or coloured text on a terminal; secrets
+redacted; one line per delivery outcome.
+
+The standard library's ``logging``, not structlog: uvicorn, alembic, APScheduler and aiosmtplib
+all log through it, so one handler, one redaction filter and one format cover every line the
+process writes, with no second pipeline to keep in step and no dependency added.
 
 Log calls pass their fields as ``extra``; each becomes a key of the JSON object::
 
@@ -16,13 +21,17 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretBytes, SecretStr
+
+if TYPE_CHECKING:  # the CLI imports this module; the delivery job is not needed to log
+    from jobs.deliver import Delivered
 
 MASK = "***"
 # Key names whose values are never logged; matched anywhere in the name (smtp_password, api_token).
@@ -151,14 +160,33 @@ class JsonFormatter(logging.Formatter):
         return jsonlib.dumps(entry, ensure_ascii=False, default=str)
 
 
+# SGR colours of the text format: the level by severity, the time and field names dimmed.
+_LEVEL_COLOURS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
+_DIM, _BOLD, _RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
+
+
 class TextFormatter(logging.Formatter):
-    """Format a record for a terminal: ``ts LEVEL logger msg key=value …`` then the traceback."""
+    """Format a record for a terminal: ``ts LEVEL logger msg key=value …`` then the traceback.
+
+    With ``colour``, the level is coloured by severity, the message bold, the time and the
+    field names dimmed; the words are the same, so a copied line reads the same.
+    """
+
+    def __init__(self, *, colour: bool = False) -> None:
+        super().__init__()
+        self.colour = colour
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={_text_value(v)}" for k, v in extra_fields(record).items())
-        line = (
-            f"{rfc3339(record.created)} {record.levelname:<7} {record.name} {record.getMessage()}"
-        )
+        items = extra_fields(record).items()
+        ts, level, message = rfc3339(record.created), f"{record.levelname:<7}", record.getMessage()
+        if self.colour:
+            ts = f"{_DIM}{ts}{_RESET}"
+            level = f"\x1b[{_LEVEL_COLOURS.get(record.levelname, '0')}m{level}{_RESET}"
+            message = f"{_BOLD}{message}{_RESET}"
+            fields = " ".join(f"{_DIM}{k}={_RESET}{_text_value(v)}" for k, v in items)
+        else:
+            fields = " ".join(f"{k}={_text_value(v)}" for k, v in items)
+        line = f"{ts} {level} {record.name} {message}"
         if fields:
             line = f"{line} {fields}"
         if record.exc_info and not record.exc_text:
@@ -172,21 +200,45 @@ class TextFormatter(logging.Formatter):
 
 def _text_value(value: Any) -> str:
     text = value if isinstance(value, str) else jsonlib.dumps(value, default=str)
-    return jsonlib.dumps(text) if not text or any(c.isspace() or c in '"=' for c in text) else text
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        return jsonlib.dumps(text, ensure_ascii=False)
+    return text
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    """Return whether ``stream`` is a terminal (a person reads it, not a log collector)."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
 
 def configure_logging(
-    level: str, *, json: bool = True, stream: IO[str] | None = None
+    level: str,
+    *,
+    json: bool | None = None,
+    colour: bool | None = None,
+    stream: IO[str] | None = None,
 ) -> logging.Handler:
     """Send every log record at ``level`` or above to ``stream`` (default: ``sys.stderr``).
 
-    Installs one handler on the root logger, replacing the one an earlier call installed and
-    leaving any other (pytest's capture, say) alone; below DEBUG, ``QUIET_LOGGERS`` only pass
-    warnings and errors. Returns the handler.
+    ``json`` None chooses by the stream: text on a terminal, JSON otherwise (a pipe, a file,
+    a container's log driver). ``colour`` None colours text on a terminal unless ``NO_COLOR``
+    is set or ``TERM`` is ``dumb`` (https://no-color.org). Installs one handler on the root
+    logger, replacing the one an earlier call installed and leaving any other (pytest's
+    capture, say) alone; below DEBUG, ``QUIET_LOGGERS`` only pass warnings and errors.
+    Returns the handler.
     """
     # ``sys.stderr`` is read now, not at import: a test or a daemonizer may have replaced it.
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    out = stream if stream is not None else sys.stderr
+    terminal = is_terminal(out)
+    if json is None:
+        json = not terminal
+    if colour is None:
+        colour = terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter() if json else TextFormatter(colour=colour))
     handler.addFilter(RedactFilter())
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
@@ -204,3 +256,64 @@ def configure_logging(
         logging.NOTSET if quiet == logging.NOTSET else logging.ERROR
     )
     return handler
+
+
+# One line per delivery outcome -------------------------------------------------------------
+
+_DELIVERY_LEVELS = {
+    "sent": logging.INFO,
+    "skipped": logging.INFO,
+    "retried": logging.WARNING,
+    "failed": logging.ERROR,
+}
+
+
+def recipient_domain(address: str) -> str:
+    """Return the domain of ``address`` (what a delivery line says of its recipient)."""
+    return address.rpartition("@")[2].lower()
+
+
+def log_delivered(
+    outcome: Delivered,
+    *,
+    owner: str,
+    full_address: bool = False,
+    logger: logging.Logger | None = None,
+) -> None:
+    """Write the line of one delivery outcome, as Postfix writes one per message.
+
+    Fields: ``action`` (``message_sent``, ``message_retried``, ``message_failed`` or
+    ``message_skipped``), ``identity``, ``message_id``, ``program``, ``job``,
+    ``recipient_domain`` (``recipient``, the whole address, instead when ``full_address``),
+    ``attempt``, ``code`` (the server's reply code; null without one), ``owner``; a sent
+    message adds ``lateness_seconds`` (due time to acceptance), the others ``detail`` (the
+    server's answer or the reason, the recipient's address in it reduced to its domain), and
+    an outcome written after another claim took the row adds ``lease_lost: true``.
+    """
+    recipient = outcome.recipient
+    fields: dict[str, Any] = {
+        "action": f"message_{outcome.outcome}",
+        "identity": outcome.identity,
+        "message_id": outcome.message_id,
+        "program": outcome.program,
+        "job": outcome.job,
+    }
+    if full_address:
+        fields["recipient"] = recipient
+    else:
+        fields["recipient_domain"] = recipient_domain(recipient)
+    fields |= {"attempt": outcome.attempt, "code": outcome.code, "owner": owner}
+    if outcome.outcome == "sent":
+        fields["lateness_seconds"] = round((outcome.at - outcome.due_at).total_seconds(), 3)
+    else:
+        detail = outcome.detail
+        if not full_address and recipient:
+            detail = detail.replace(recipient, f"…@{recipient_domain(recipient)}")
+        fields["detail"] = detail
+    if not outcome.recorded:
+        fields["lease_lost"] = True
+    level = _DELIVERY_LEVELS.get(outcome.outcome, logging.INFO)
+    (logger or _DELIVERY_LOG).log(level, f"message {outcome.outcome}", extra=fields)
+
+
+_DELIVERY_LOG = logging.getLogger("tickler.delivery")

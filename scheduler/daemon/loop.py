@@ -74,6 +74,8 @@ class Daemon:
         scheduler.add_job(self.watch_events, "interval", seconds=self.poll, id="events")
         scheduler.start()
         self.running = True
+        metrics = self.service.metrics
+        metrics.running.labels(metrics.owner).set(1)
         log.info(
             "started",
             extra={
@@ -87,6 +89,7 @@ class Daemon:
             await self.stop.wait()
         finally:
             self.running = False
+            metrics.running.labels(metrics.owner).set(0)
             # The tick in flight finishes its sends first: APScheduler's asyncio executor
             # cancels the jobs still running when it shuts down (mid-send, leaving claims).
             async with self._lock:
@@ -136,10 +139,13 @@ class Daemon:
 
     async def _tick(self, replan: bool) -> DeliveryReport:
         now = self.clock()
-        if replan:
-            await self.service.plan(now)
-        report = await self.service.deliver(now, stop=self.stop, clock=self.clock)
+        metrics = self.service.metrics
+        with metrics.tick_seconds.labels(metrics.owner).time():
+            if replan:
+                await self.service.plan(now)
+            report = await self.service.deliver(now, stop=self.stop, clock=self.clock)
         self.ticks += 1
+        metrics.ticks.labels(metrics.owner).inc()
         wake = await self.service.next_due()
         if wake is not None and self._scheduler is not None and not self.stop.is_set():
             # APScheduler runs on the real clock, ``self.clock`` may not (``--now``, a

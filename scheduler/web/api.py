@@ -39,7 +39,7 @@ from config.settings import RecordKind, Settings, api_token_parts
 from jobs.record import RecordError, record
 from jobs.storage.db import begin_write
 from scheduler.daemon.service import Service
-from scheduler.web.metrics import Counters
+from scheduler.web.metrics import HttpMetrics
 
 log = logging.getLogger("tickler")
 
@@ -265,7 +265,7 @@ def problem(status: int, message: str, **extra: Any) -> JSONResponse:
 Clock = Callable[[], datetime]
 
 
-def routes(service: Service, clock: Clock, counters: Counters) -> list[Route]:
+def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]:
     """Return the API's routes (and its OpenAPI schema's) for ``service``."""
     known = callers(service.settings)
     programs = {p.id: p for p in service.programs}
@@ -273,7 +273,7 @@ def routes(service: Service, clock: Clock, counters: Counters) -> list[Route]:
     def handler(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             response = await _handle(request, endpoint)
-            counters.api_requests[(endpoint.name, response.status_code)] += 1
+            counters.api_request(endpoint.name, response.status_code)
             return response
 
         return handle

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from jobs.deliver import Delivered
 from scheduler.daemon.logs import (
     MASK,
     QUIET_LOGGERS,
     RedactFilter,
     configure_logging,
+    log_delivered,
     redact,
     scrub,
 )
@@ -233,3 +235,120 @@ def test_text_format(stream: io.StringIO) -> None:
     assert line.endswith(
         f'INFO    tickler.test started action=started owner="host:1 x" token={MASK}'
     )
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr does when a person runs the daemon."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("terminal", "env", "expected"),
+    [
+        (False, {}, "json"),
+        (True, {}, "colour"),
+        (True, {"NO_COLOR": "1"}, "text"),
+        (True, {"TERM": "dumb"}, "text"),
+    ],
+    ids=["piped: json", "terminal: colour", "NO_COLOR", "dumb terminal"],
+)
+def test_the_format_follows_the_stream(
+    stream: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+    terminal: bool,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = Terminal() if terminal else io.StringIO()
+    configure_logging("INFO", stream=out)
+    log.warning("started", extra={"action": "started"})
+    (line,) = out.getvalue().splitlines()
+    if expected == "json":
+        assert json.loads(line)["action"] == "started"
+        return
+    assert not line.startswith("{")
+    coloured = "\x1b[" in line
+    assert coloured == (expected == "colour")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    assert plain.endswith("WARNING tickler.test started action=started")
+    if coloured:
+        assert "\x1b[33mWARNING" in line  # the level by severity
+
+
+def delivered(outcome: str = "sent", **changes: Any) -> Delivered:
+    due = datetime(2017, 1, 9, 17, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "outcome": outcome,
+        "identity": "conflict-minerals-2016/2016/supplier:S001/request/wave-1",
+        "message_id": "abc.conflict-minerals-2016@tickler",
+        "program": "conflict-minerals-2016",
+        "job": "cmrt_request",
+        "recipient": "Ada.Byrne@Supplier.example",
+        "due_at": due,
+        "at": due + timedelta(seconds=90, milliseconds=250),
+        "attempt": 1,
+        "code": 250,
+    }
+    return Delivered(**(values | changes))
+
+
+def test_one_line_per_delivery_with_the_recipient_domain_only(lines: Lines) -> None:
+    log_delivered(delivered(), owner="host:1:ab")
+    log_delivered(
+        delivered(
+            "failed",
+            code=550,
+            detail="5.1.1 <Ada.Byrne@Supplier.example>: no such user",
+        ),
+        owner="host:1:ab",
+    )
+    log_delivered(delivered("retried", code=None, detail="cannot connect"), owner="host:1:ab")
+    sent, failed, retried = lines()
+    assert sent == {
+        "ts": sent["ts"],
+        "level": "INFO",
+        "logger": "tickler.delivery",
+        "msg": "message sent",
+        "action": "message_sent",
+        "identity": "conflict-minerals-2016/2016/supplier:S001/request/wave-1",
+        "message_id": "abc.conflict-minerals-2016@tickler",
+        "program": "conflict-minerals-2016",
+        "job": "cmrt_request",
+        "recipient_domain": "supplier.example",
+        "attempt": 1,
+        "code": 250,
+        "owner": "host:1:ab",
+        "lateness_seconds": 90.25,
+    }
+    assert (failed["level"], failed["action"], failed["code"]) == ("ERROR", "message_failed", 550)
+    assert failed["detail"] == "5.1.1 <…@supplier.example>: no such user"
+    assert "Ada.Byrne" not in json.dumps([sent, failed, retried])
+    assert (retried["level"], retried["code"], retried["detail"]) == (
+        "WARNING",
+        None,
+        "cannot connect",
+    )
+
+
+def test_the_full_address_when_the_setting_allows_it_and_secrets_still_masked(
+    lines: Lines,
+) -> None:
+    detail = "refused by smtp://relay:hunter2@mx.example: Ada.Byrne@Supplier.example"
+    log_delivered(
+        delivered("failed", code=554, detail=detail, recorded=False),
+        owner="host:1:ab",
+        full_address=True,
+    )
+    (line,) = lines()
+    assert line["recipient"] == "Ada.Byrne@Supplier.example"
+    assert "recipient_domain" not in line
+    assert (
+        line["detail"] == f"refused by smtp://relay:{MASK}@mx.example: Ada.Byrne@Supplier.example"
+    )
+    assert line["lease_lost"] is True

@@ -94,10 +94,16 @@ def test_secrets_directory_files_are_named_with_the_prefix(tmp_path: Path) -> No
     assert settings.smtp_username is None
 
 
-def test_log_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().log_format == "json"
+def test_log_format_and_recipients(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().log_format == "auto"  # text on a terminal, JSON otherwise
     monkeypatch.setenv("TICKLER_LOG_FORMAT", "text")
     assert Settings().log_format == "text"
+    assert Settings().log_recipients == "domain"
+    monkeypatch.setenv("TICKLER_LOG_RECIPIENTS", "address")
+    assert Settings().log_recipients == "address"
+    monkeypatch.setenv("TICKLER_LOG_RECIPIENTS", "everything")
+    with pytest.raises(ValueError, match="log_recipients"):
+        Settings()
 
 
 @pytest.mark.parametrize(
