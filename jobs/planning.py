@@ -11,8 +11,8 @@ cancelled while still pending; sent ones are history and never touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,8 @@ class PlanReport:
     updated: int
     cancelled: int
     history: int
+    # What was cancelled, by (program, job): the shell counts it in /metrics.
+    cancelled_by: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,14 +105,15 @@ def write(session: Session, result: PlanResult, now: datetime) -> PlanReport:
     for scope, rows in result.revisions.items():
         versions.write(session, scope, rows)
     report = outbox.enqueue(session, [to_planned(n) for n in result.notices], now)
-    cancelled = outbox.cancel_pending(session, result.cancel, "no longer planned", now)
+    cancelled = outbox.cancel_pending_by_kind(session, result.cancel, "no longer planned", now)
     obligations.store(session, result.obligations, now)
     return PlanReport(
         planned=len(result.notices),
         inserted=report.inserted,
         updated=report.updated,
-        cancelled=cancelled,
+        cancelled=sum(cancelled.values()),
         history=result.history,
+        cancelled_by=dict(cancelled),
     )
 
 

@@ -245,15 +245,23 @@ def cancel_pending(session: Session, identities: Iterable[str], reason: str, now
     skipped ones are history. A job that must not send a claimed message after all (the
     supplier answered a second ago) re-checks its obligation and calls ``mark_skipped``.
     """
+    return sum(cancel_pending_by_kind(session, identities, reason, now).values())
+
+
+def cancel_pending_by_kind(
+    session: Session, identities: Iterable[str], reason: str, now: datetime
+) -> Counter[tuple[str, str]]:
+    """``cancel_pending``, counting what was cancelled by (program, job): for ``/metrics``."""
     _require_aware("now", now)
-    cancelled = 0
+    cancelled: Counter[tuple[str, str]] = Counter()
     for chunk in _chunks(sorted(set(identities))):
         stmt = (
             update(OUTBOX)
             .where(_c.identity.in_(chunk), _c.state == OutboxState.PENDING)
             .values(state=OutboxState.CANCELLED, last_error=reason, updated_at=now)
+            .returning(_c.program, _c.job)
         )
-        cancelled += _rowcount(session, stmt)
+        cancelled.update((str(program), str(job)) for program, job in session.execute(stmt))
     return cancelled
 
 

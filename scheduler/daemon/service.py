@@ -144,6 +144,7 @@ class Service:
             raise
         finally:
             self.metrics.plan_seconds.labels(self.owner).observe(time.perf_counter() - started)
+        self.metrics.cancelled(report.cancelled_by.items())
         if report.inserted or report.cancelled or report.updated:
             log.info(
                 "planned",

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -35,7 +36,7 @@ from tests.daemon_support import (
     wait_while_running,
 )
 from tests.smtp_sink import Recorder, sinks
-from tests.world import OPEN_WEEK, FakeClock, seeded, service
+from tests.world import OPEN_WEEK, PROGRAMS, FakeClock, seeded, service
 
 NOW = WAVE_1 + timedelta(minutes=30)  # the daemon's clock at start: wave 1 is 30 minutes late
 SUPPLIERS = 600
@@ -185,6 +186,33 @@ async def test_openmetrics_on_request_and_two_apps_in_one_process_do_not_collide
     finally:
         first.engine.dispose()
         second.engine.dispose()
+
+
+async def test_cancelled_messages_are_counted_by_program_and_kind(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A supplier answers before its follow-ups are due: planning cancels them, and the
+    counter of cancelled messages says which program and kind they were."""
+    programs = [p for p in PROGRAMS if p.id == PROGRAM]
+    svc = service(db_url, tmp_path, programs)
+    try:
+        with database(db_url) as db:
+            [answers, _] = db.add_suppliers(2, SupplierTier.DIRECT)
+            await svc.plan(NOW)
+            db.record_response(answers, NOW, programs)
+            report = await svc.plan(NOW + timedelta(minutes=1))
+        scrape = Scrape.parse(generate_latest(svc.metrics.registry).decode())
+        cancelled = {
+            s.labels["kind"]: s.value
+            for s in scrape.samples("tickler_messages_total", outcome="cancelled")
+        }
+        assert report.cancelled > 0
+        assert cancelled == {k: n for (_, k), n in report.cancelled_by.items()}
+        assert cancelled.keys() >= {"cmrt_follow_up", "cmrt_escalation"}
+        assert {p for p, _ in report.cancelled_by} == {PROGRAM}
+        assert scrape.value("tickler_plan_duration_seconds_count") == 2
+    finally:
+        svc.engine.dispose()
 
 
 async def test_metrics_still_answer_when_the_database_is_down(tmp_path: Path) -> None:
