@@ -1,4 +1,8 @@
-"""The daemon's commands: ``run``, ``simulate``, ``status``, ``record`` and ``db``."""
+"""The daemon's commands: ``run``, ``simulate``, ``status``, ``record`` and ``db``.
+
+Each command imports the daemon, the web app and storage inside its body: registering these
+commands must stay cheap, so that ``tickler --help`` and ``plan`` start fast (see ``main``).
+"""
 
 from __future__ import annotations
 
@@ -7,38 +11,42 @@ import json
 import signal
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from config.settings import Settings
-from jobs.record import RecordError, record
-from jobs.storage import DatabaseError, queries
-from jobs.storage.db import begin_write, downgrade, upgrade
-from scheduler.cli.main import Context, cli, fail
-from scheduler.daemon.logs import configure_logging, scrub
-from scheduler.daemon.loop import Daemon, clock_from, simulate, utc_now
-from scheduler.daemon.service import Service, SingleReplicaError
-from scheduler.web import http
+from scheduler.cli.context import Context, fail
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from scheduler.daemon.service import Service
 
 
 def _service(obj: Context) -> Service:
+    from scheduler.daemon.service import Service
+
     return Service(obj.settings, obj.programs())
 
 
 def _configure_logging(settings: Settings, level: str | None = None) -> None:
+    from scheduler.daemon.logs import configure_logging
+
     # "auto" (None): text on a terminal, JSON otherwise.
     json = {"json": True, "text": False}.get(settings.log_format)
     configure_logging(level or settings.log_level, json=json)
 
 
-@cli.command()
+@click.command()
 @click.option("--sweep", type=float, default=None, help="Seconds between safety-net sweeps.")
 @click.pass_obj
 def run(obj: Context, sweep: float | None) -> None:
     """Run the daemon and its HTTP server (feeds, API, health). SIGTERM stops both."""
+    from jobs.storage import DatabaseError
+    from scheduler.daemon.logs import scrub
+    from scheduler.daemon.loop import Daemon, clock_from, utc_now
+    from scheduler.daemon.service import SingleReplicaError
+    from scheduler.web import http
+
     _configure_logging(obj.settings)
     service = _service(obj)
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
@@ -85,7 +93,7 @@ def _instant_option(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@cli.command("simulate")
+@click.command("simulate")
 @click.option(
     "--from",
     "start",
@@ -103,6 +111,8 @@ def _instant_option(value: str) -> datetime:
 @click.pass_obj
 def simulate_command(obj: Context, start: datetime, end: datetime) -> None:
     """Replay the programs on a virtual clock, delivering to the configured sink."""
+    from scheduler.daemon.loop import simulate
+
     if end < start:
         fail(f"--to {end.isoformat()} is before --from {start.isoformat()}")
     _configure_logging(obj.settings, "WARNING")
@@ -116,11 +126,16 @@ def simulate_command(obj: Context, start: datetime, end: datetime) -> None:
         click.echo(f"  {job:28} {n}")
 
 
-@cli.command()
+@click.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_obj
 def status(obj: Context, fmt: str) -> None:
     """Show obligations by state, messages by state, what is due next and what failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobs.storage import queries
+
     service = _service(obj)
     service.migrate()
     with service.factory() as session:
@@ -182,7 +197,7 @@ def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> 
     }
 
 
-@cli.command("record")
+@click.command("record")
 @click.argument(
     "kind",
     type=click.Choice(
@@ -221,6 +236,9 @@ def record_command(
     actor: str,
 ) -> None:
     """Record what happened; the daemon reacts within seconds."""
+    from jobs.record import RecordError, record
+    from jobs.storage.db import begin_write
+
     fact = {
         "response": "cmrt_response",
         "acknowledgment": "fcpa_ack",
@@ -268,7 +286,7 @@ def record_command(
     click.echo(f"recorded {fact} as event {event_id}")
 
 
-@cli.group()
+@click.group()
 def db() -> None:
     """Database migrations."""
 
@@ -278,6 +296,8 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(obj: Context, revision: str) -> None:
     """Migrate the database up to REVISION (default: the latest)."""
+    from jobs.storage.db import upgrade
+
     upgrade(obj.settings.database_url, revision)
     click.echo(f"database at {revision}")
 
@@ -287,5 +307,7 @@ def db_upgrade(obj: Context, revision: str) -> None:
 @click.pass_obj
 def db_downgrade(obj: Context, revision: str) -> None:
     """Migrate the database down to REVISION ("base" empties it)."""
+    from jobs.storage.db import downgrade
+
     downgrade(obj.settings.database_url, revision)
     click.echo(f"database at {revision}")

@@ -3,6 +3,9 @@
 A feed's token is shown once, when it is issued: the database keeps only its hash. ``url``
 issues one for a feed that has none; ``rotate`` issues a new one and retires the old (the old
 URL answers 404 at once); ``revoke`` retires it without a replacement.
+
+Storage and the feed renderer are imported inside the commands: registering them must stay
+cheap, so that ``tickler --help`` and ``plan`` start fast (see ``main``).
 """
 
 from __future__ import annotations
@@ -10,22 +13,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from jobs.storage import tokens
-from jobs.storage.db import begin_write
-from scheduler.cli.main import Context, cli, fail
-from scheduler.daemon.service import Service
-from scheduler.web.feeds import FeedError, FeedSource
+from scheduler.cli.context import Context, fail
+
+if TYPE_CHECKING:
+    from scheduler.daemon.service import Service
+    from scheduler.web.feeds import FeedSource
 
 FEEDS = click.argument("names", metavar="FEED...", nargs=-1, required=True)
 
 
 def _service(obj: Context) -> tuple[Service, FeedSource]:
+    from scheduler.daemon.service import Service
+    from scheduler.web.feeds import FeedSource
+
     service = Service(obj.settings, obj.programs())
     service.migrate()
     source = FeedSource(
@@ -44,6 +49,8 @@ def public_url(obj: Context, name: str) -> str:
 
 def _checked(source: FeedSource, names: Sequence[str]) -> None:
     """Fail (changing nothing) unless every name is a feed that exists."""
+    from scheduler.web.feeds import FeedError
+
     errors = []
     with source.factory() as session:
         for name in names:
@@ -55,7 +62,7 @@ def _checked(source: FeedSource, names: Sequence[str]) -> None:
         fail(*errors)
 
 
-@cli.group()
+@click.group()
 def feeds() -> None:
     """Feed URLs (program:ID:AUDIENCE, person:KIND:ID) and feed export."""
 
@@ -65,6 +72,9 @@ def feeds() -> None:
 @click.pass_obj
 def url_command(obj: Context, names: Sequence[str]) -> None:
     """Print each feed's URL, issuing a token for a feed that has none."""
+    from jobs.storage import tokens
+    from jobs.storage.db import begin_write
+
     service, source = _service(obj)
     try:
         _checked(source, names)
@@ -94,6 +104,9 @@ def url_command(obj: Context, names: Sequence[str]) -> None:
 @click.pass_obj
 def rotate_command(obj: Context, names: Sequence[str]) -> None:
     """Issue a new URL for each feed; the old one answers 404 from now on."""
+    from jobs.storage import tokens
+    from jobs.storage.db import begin_write
+
     service, source = _service(obj)
     try:
         _checked(source, names)
@@ -110,6 +123,9 @@ def rotate_command(obj: Context, names: Sequence[str]) -> None:
 @click.pass_obj
 def revoke_command(obj: Context, names: Sequence[str]) -> None:
     """Retire each feed's URL without a replacement (a public feed stays public)."""
+    from jobs.storage import tokens
+    from jobs.storage.db import begin_write
+
     service, source = _service(obj)
     try:
         _checked(source, names)
@@ -125,6 +141,11 @@ def revoke_command(obj: Context, names: Sequence[str]) -> None:
 @click.pass_obj
 def list_command(obj: Context) -> None:
     """List feed tokens (active and revoked), public feeds and the program feeds there are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobs.storage import tokens
+
     service, source = _service(obj)
     try:
         with service.factory() as session:
@@ -159,6 +180,8 @@ def list_command(obj: Context) -> None:
 @click.pass_obj
 def export_command(obj: Context, name: str, output: Path) -> None:
     """Write a feed, exactly as served, to a file."""
+    from scheduler.web.feeds import FeedError
+
     service, source = _service(obj)
     try:
         rendered = source.render(name, obj.now)

@@ -1,4 +1,8 @@
-"""``tickler import``: load people and option grants from CSV files, or the whole demo data set."""
+"""``tickler import``: load people and option grants from CSV files, or the whole demo data set.
+
+The importer and storage are imported inside the command: registering it must stay cheap, so
+that ``tickler --help`` and ``plan`` start fast (see ``main``).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,19 @@ import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast, get_args
+from typing import TYPE_CHECKING, cast
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from jobs.imports import (
-    DEMO_FILES,
-    DEMO_SCENARIO,
-    ImportErrors,
-    ImportReport,
-    Kind,
-    demo_dir,
-    import_csv,
-    load_scenario,
-)
-from jobs.storage import Session
-from jobs.storage.db import make_engine, session_factory, upgrade
+from scheduler.cli.context import Context, fail
 
 if TYPE_CHECKING:
-    from scheduler.cli.main import Context
+    from jobs.imports import ImportReport, Kind
+    from jobs.storage import Session
 
+#: ``jobs.imports.KINDS``, spelled out: importing that module costs SQLAlchemy, and the choices
+#: are needed to declare the command. tests/unit/test_cli_start.py checks the two agree.
+KINDS = ("suppliers", "employees", "third-parties", "grants")
 #: Files with more data rows than this get a progress bar.
 PROGRESS_ROWS = 1000
 CHANGES_SHOWN = 50
@@ -42,7 +37,7 @@ def _actor() -> str:
 
 
 @click.command("import")
-@click.argument("kind", metavar="KIND", type=click.Choice([*get_args(Kind), "demo"]))
+@click.argument("kind", metavar="KIND", type=click.Choice([*KINDS, "demo"]))
 @click.argument("file", metavar="[FILE.csv]", required=False, type=click.Path(path_type=Path))
 @click.option("--actor", default=_actor, show_default="cli:$USER", help="Who is importing.")
 @click.pass_obj
@@ -57,7 +52,8 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
     listed), equal ones left alone, so importing a file twice is harmless. A file with any
     error changes nothing; every error is printed as FILE:LINE: COLUMN: what is wrong.
     """
-    from scheduler.cli.main import fail  # scheduler.cli.main registers this command: import it late
+    from jobs.imports import DEMO_FILES, DEMO_SCENARIO, ImportErrors, demo_dir, load_scenario
+    from jobs.storage.db import make_engine, session_factory, upgrade
 
     if kind == "demo":
         if file is not None:
@@ -68,7 +64,7 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
             fail(f"tickler import {kind} needs a FILE.csv")
         if not file.is_file():
             fail(f"{file}: no such file")
-        jobs = [(cast(Kind, kind), file)]
+        jobs = [(cast("Kind", kind), file)]
     programs = {p.id: p for p in obj.programs()} if kind == "demo" else {}
 
     url = obj.settings.database_url
@@ -100,6 +96,8 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
 def _import_one(
     session: Session, kind: Kind, path: Path, *, obj: Context, actor: str
 ) -> ImportReport:
+    from jobs.imports import import_csv
+
     rows = _count_lines(path) - 1
     with _progress_bar(f"{kind} {path.name}", rows) as progress:
         return import_csv(session, kind, path, now=obj.now, actor=actor, progress=progress)
@@ -115,6 +113,9 @@ def _progress_bar(label: str, rows: int) -> Iterator[Callable[[int], None] | Non
     if rows <= PROGRESS_ROWS:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     # stderr: stdout carries the report, which scripts may read.
     with Progress(
         TextColumn("{task.description}"),

@@ -1,51 +1,31 @@
-"""The ``tickler`` command: a thin shell over the core. Each command reads the clock once."""
+"""The ``tickler`` command: a thin shell over the core. Each command reads the clock once.
+
+Start-up is part of the interface: ``tickler --version``, ``--help``, ``check`` and ``plan``
+import click, config and calendars, never the server stack (SQLAlchemy, Starlette, uvicorn,
+aiosmtplib, APScheduler, Jinja2: two seconds of imports). So the command modules import what a
+command uses inside its body, and registering a command costs nothing;
+``tests/unit/test_cli_start.py`` fails when one of those commands pulls the stack in again.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-from rich.console import Console
-from rich.table import Table
 
-from calendars.events import Event
-from calendars.plan import plan as plan_events
-from config.loader import ProgramFileErrors, load_programs
-from config.programs import Program
-from config.settings import Settings
+from scheduler.cli import commands, feeds, imports
+from scheduler.cli.context import Context, fail
 
-EXIT_USAGE = 2
+if TYPE_CHECKING:
+    from rich.table import Table
 
-
-class Context:
-    """What every command shares: settings built once, the clock read once."""
-
-    def __init__(self, settings: Settings, now: datetime) -> None:
-        self.settings = settings
-        self.now = now
-
-    def programs(self, config_dir: Path | None = None) -> list[Program]:
-        try:
-            return load_programs(config_dir or self.settings.program_dir)
-        except ProgramFileErrors as exc:
-            fail(*(str(e) for e in exc.errors))
-
-
-def fail(*lines: str) -> NoReturn:
-    """Print errors to stderr and exit 2: bad input changes nothing."""
-    for line in lines:
-        click.echo(f"error: {line}", err=True)
-    sys.exit(EXIT_USAGE)
+    from calendars.events import Event
 
 
 def _instant(value: str | None) -> datetime:
@@ -61,11 +41,18 @@ def _instant(value: str | None) -> datetime:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version("tickler"), prog_name="tickler")
+# The version is read from the package metadata only when --version is asked for.
+@click.version_option(package_name="tickler", prog_name="tickler")
 @click.option("--now", "now_text", metavar="INSTANT", hidden=True, help="Pretend it is INSTANT.")
 @click.pass_context
 def cli(ctx: click.Context, now_text: str | None) -> None:
     """Tickler: compliance deadlines, reminders and calendar feeds."""
+    # Imported here: --version and --help exit before this runs, and need no settings.
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from config.settings import Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -123,6 +110,8 @@ def plan(
     fmt: str,
 ) -> None:
     """Show the calendar the programs' rules derive."""
+    from calendars.plan import plan as plan_events
+
     if start and end and end < start:
         fail(f"--to {end} is before --from {start}")
     programs = obj.programs(config_dir)
@@ -138,6 +127,8 @@ def plan(
     elif fmt == "csv":
         click.echo(events_csv(events), nl=False)
     else:
+        from rich.console import Console
+
         Console().print(events_table(events))
 
 
@@ -177,6 +168,8 @@ def events_csv(events: Sequence[Event]) -> str:
 
 
 def events_table(events: Sequence[Event]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"Tickler plan: {len(events)} events")
     table.add_column("when", no_wrap=True)
     table.add_column("program", no_wrap=True)
@@ -190,16 +183,17 @@ def events_table(events: Sequence[Event]) -> Table:
     return table
 
 
+for command in (
+    commands.run,
+    commands.simulate_command,
+    commands.status,
+    commands.record_command,
+    commands.db,
+    feeds.feeds,
+    imports.import_command,
+):
+    cli.add_command(command)
+
+
 def main() -> None:
     cli()
-
-
-def _register() -> None:
-    # The command modules import this one for `cli`; importing them here adds their commands.
-    from scheduler.cli import commands, feeds  # noqa: F401
-    from scheduler.cli.imports import import_command
-
-    cli.add_command(import_command)
-
-
-_register()

@@ -1,0 +1,43 @@
+"""What every ``tickler`` command shares: the settings, the clock read once, and how to fail.
+
+The command modules import this, and ``main`` imports them: the imports of the CLI point one way.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from config.programs import Program
+    from config.settings import Settings
+
+EXIT_USAGE = 2
+
+
+class Context:
+    """What every command shares: settings built once, the clock read once."""
+
+    def __init__(self, settings: Settings, now: datetime) -> None:
+        self.settings = settings
+        self.now = now
+
+    def programs(self, config_dir: Path | None = None) -> list[Program]:
+        # Imported here: `tickler --version` and `--help` never read a program file.
+        from config.loader import ProgramFileErrors, load_programs
+
+        try:
+            return load_programs(config_dir or self.settings.program_dir)
+        except ProgramFileErrors as exc:
+            fail(*(str(e) for e in exc.errors))
+
+
+def fail(*lines: str) -> NoReturn:
+    """Print errors to stderr and exit 2: bad input changes nothing."""
+    for line in lines:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(EXIT_USAGE)
