@@ -16,9 +16,8 @@ from calendars.notices import (
     Snapshot,
     at_send_time,
 )
+from config.facts import FactKind
 from config.programs import ConflictMinerals, Wave
-
-RESPONSE = "cmrt_response"
 
 
 def supplier_wave(program: ConflictMinerals, supplier: PersonView) -> Wave | None:
@@ -33,7 +32,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
     """Return every notice of the reporting year and each supplier's response state at ``now``."""
     occurrence = str(program.reporting_year)
     due_sd = at_send_time(program, cm.due_date(program))
-    responses = snapshot.facts_until(now, program.id, [RESPONSE])
+    responses = snapshot.facts_until(now, program.id, [FactKind.CMRT_RESPONSE])
     latest: dict[int, Fact] = {}
     for response in responses:
         if response.person_id is not None:
@@ -129,7 +128,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
                 program=program.id,
                 occurrence=occurrence,
                 person_id=supplier.id,
-                kind=RESPONSE,
+                kind=FactKind.CMRT_RESPONSE,
                 state=state,
                 due=at_send_time(program, wave.response_due),
                 details={"wave": wave.key, "responded_at": fact.at.isoformat() if fact else None},

@@ -18,9 +18,9 @@ from calendars.notices import (
     at_send_time,
     utc,
 )
+from config.facts import FactKind
 from config.programs import Fcpa, parse_offset
 
-ACK = "fcpa_ack"
 # Cycles are planned this far ahead of now: enough for every reminder, small enough that a
 # continuous program keeps a short outbox.
 HORIZON = timedelta(days=400)
@@ -68,7 +68,7 @@ def cycles(program: Fcpa, person: PersonView, *, until: date) -> list[Cycle]:
 
 def plan(program: Fcpa, snapshot: Snapshot, now: datetime) -> Plan:
     """Return every acknowledgment notice and obligation of the program's people at ``now``."""
-    acks = snapshot.facts_until(now, program.id, [ACK])
+    acks = snapshot.facts_until(now, program.id, [FactKind.FCPA_ACK])
     officer = program.compliance_officer or snapshot.team.compliance_officer
     until = now.astimezone(program.zone).date() + HORIZON
     result = Plan(notices=[], obligations=[])
@@ -153,7 +153,7 @@ def _plan_cycle(
             program=program.id,
             occurrence=cycle.key,
             person_id=person.id,
-            kind=ACK,
+            kind=FactKind.FCPA_ACK,
             state=state,
             due=due,
             details={

@@ -23,6 +23,7 @@ from typing import Any
 
 from calendars.clock import local_instant
 from calendars.events import Event
+from config.facts import FactKind
 from config.programs import ProgramBase
 
 
@@ -74,7 +75,7 @@ class Fact:
     """A recorded event from the event log."""
 
     id: int
-    kind: str
+    kind: FactKind
     at: datetime
     program: str | None
     person_id: int | None
@@ -103,7 +104,7 @@ class Snapshot:
     # removal (what its cancellation shows). Rows stored before storage kept events have none.
     events: Mapping[str, Event] = field(default_factory=dict)
 
-    def facts_until(self, now: datetime, program: str, kinds: Iterable[str]) -> list[Fact]:
+    def facts_until(self, now: datetime, program: str, kinds: Iterable[FactKind]) -> list[Fact]:
         wanted = set(kinds)
         return sorted(
             (f for f in self.facts if f.at <= now and f.program == program and f.kind in wanted),
@@ -149,7 +150,7 @@ class ObligationState:
     program: str
     occurrence: str
     person_id: int
-    kind: str  # "cmrt_response" | "election" | "fcpa_ack"
+    kind: FactKind  # the fact that discharges it: a response, an election, an acknowledgment
     state: str
     due: datetime | None
     details: Mapping[str, Any] = field(default_factory=dict)

@@ -33,18 +33,15 @@ from calendars.notices import (
     at_send_time,
     utc,
 )
+from config.facts import FactKind
 from config.programs import Extension, OptionExchange
-
-ELECTION = "election"
-WITHDRAWAL = "withdrawal"
-EXTENSION = "offer_extension"
-TERMINATION = "termination"
 
 
 def with_recorded_extensions(program: OptionExchange, facts: Sequence[Fact]) -> OptionExchange:
     """Return the program with the extensions recorded as events appended to its file's."""
     recorded = sorted(
-        (f for f in facts if f.kind == EXTENSION and f.program == program.id), key=lambda f: f.at
+        (f for f in facts if f.kind == FactKind.OFFER_EXTENSION and f.program == program.id),
+        key=lambda f: f.at,
     )
     if not recorded:
         return program
@@ -140,7 +137,7 @@ def elected_at(facts: Sequence[Fact], person_id: int) -> Fact | None:
     current: Fact | None = None
     for fact in facts:
         if fact.person_id == person_id:
-            current = fact if fact.kind == ELECTION else None
+            current = fact if fact.kind == FactKind.ELECTION else None
     return current
 
 
@@ -151,7 +148,9 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
     d = ox.offer_dates(program)
     cutoff = utc(d.cutoff)
     occurrence = program.open.isoformat()
-    choices = snapshot.facts_until(min(now, cutoff), program.id, [ELECTION, WITHDRAWAL])
+    choices = snapshot.facts_until(
+        min(now, cutoff), program.id, [FactKind.ELECTION, FactKind.WITHDRAWAL]
+    )
     notices: list[Notice] = []
     obligations: list[ObligationState] = []
     cutoff_text = f"{d.cutoff:%A %-d %B %Y, %-I:%M %p} {d.cutoff.tzname()}"
@@ -206,7 +205,9 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
             # cancelled by the election stay cancelled.
             # The withdrawal receipt already says when the cutoff is, so only the reminders
             # falling after the withdrawal are owed.
-            withdrawals = [f for f in choices if f.person_id == pid and f.kind == WITHDRAWAL]
+            withdrawals = [
+                f for f in choices if f.person_id == pid and f.kind == FactKind.WITHDRAWAL
+            ]
             epoch = f"/w{withdrawals[-1].id}" if withdrawals else ""
             since = withdrawals[-1].at if withdrawals else None
             for text, at in ox.reminder_instants(program):
@@ -255,7 +256,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                 program=program.id,
                 occurrence=occurrence,
                 person_id=pid,
-                kind=ELECTION,
+                kind=FactKind.ELECTION,
                 state=state,
                 due=cutoff,
                 details={

@@ -25,6 +25,7 @@ from calendars import option_exchange as ox
 from calendars.events import Audience, Event, EventKind, day_event
 from calendars.fcpa_notices import HORIZON, cycles
 from calendars.notices import Fact, PersonView, Snapshot, at_send_time
+from config.facts import FactKind
 from config.programs import ConflictMinerals, Fcpa, OptionExchange
 
 _OWN = frozenset({Audience.COMPLIANCE})
@@ -142,7 +143,7 @@ def cmrt_dates(
         for e in cm.expand(program)
         if Audience.SUPPLIERS in e.audiences and e.details.get("wave") == wave.key
     )
-    responses = snapshot.facts_until(now, program.id, [cmrt_notices.RESPONSE])
+    responses = snapshot.facts_until(now, program.id, [FactKind.CMRT_RESPONSE])
     responses = [f for f in responses if f.person_id == person.id]
     first = responses[0] if responses else None
     dates = cm.follow_up_dates(program, wave)

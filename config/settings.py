@@ -16,10 +16,10 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -30,14 +30,13 @@ from pydantic_settings import (
 )
 
 from config.emails import Email, parse_email
+from config.facts import FactKind
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
 _TOKEN_NAME = re.compile(r"([a-z0-9][a-z0-9_.-]{0,63}):(.+)", re.DOTALL)
-# What ``tickler record`` and the JSON API record; API scopes are lists of these.
-RecordKind = Literal[
-    "response", "election", "withdrawal", "acknowledgment", "termination", "hire", "extension"
-]
+# An API scope names kinds of fact by their nouns ("response", "hire"), as the API's paths do.
+Scope = Annotated[FactKind, BeforeValidator(FactKind.from_noun)]
 
 
 def api_token_parts(value: str) -> tuple[str, str]:
@@ -145,7 +144,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="JSON API bearer tokens, each NAME:SECRET (the name goes in the audit trail)",
     )
-    api_scopes: dict[str, list[RecordKind]] = Field(
+    api_scopes: dict[str, list[Scope]] = Field(
         default_factory=dict,
         description='What each named API token may record, e.g. {"hr": ["hire", "termination"]}; '
         "a token not listed may record every kind",

@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from config.emails import Email
+from config.facts import FactKind
 from config.programs import Program
 from jobs.record import RecordError, find_person, record
 from jobs.storage import Session, people
@@ -647,7 +648,7 @@ def _json_object(value: object) -> object:
 
 class ScenarioRow(Row):
     at: Annotated[datetime, BeforeValidator(_instant)]
-    kind: Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]
+    kind: FactKind  # the event log's name: cmrt_response, fcpa_ack...
     program: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None
     person: Annotated[str, Field(max_length=160)] | None
     payload: Annotated[dict[str, Any], BeforeValidator(_json_object)]

@@ -14,10 +14,10 @@ from typing import Any
 
 from calendars import offer_notices
 from config.emails import parse_email
+from config.facts import FactKind
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
 from jobs.storage import Session, people
 from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
-from jobs.storage.snapshot import FACT_KINDS as KINDS
 from jobs.storage.snapshot import load_facts, load_snapshot
 
 # A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
@@ -52,7 +52,7 @@ def find_person(session: Session, key: str) -> Person:
 def record(
     session: Session,
     *,
-    kind: str,
+    kind: FactKind | str,
     program: str | None,
     person: str | None,
     at: datetime,
@@ -62,9 +62,13 @@ def record(
     programs: Mapping[str, Program],
     now: datetime,
 ) -> int:
-    """Validate one fact, apply its effects and append it to the event log; return its id."""
-    if kind not in KINDS:
-        raise RecordError(422, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    """Validate one fact, apply its effects and append it to the event log; return its id.
+
+    ``kind`` may also be a kind's value as text (an imported scenario row): it is checked here.
+    """
+    if kind not in set(FactKind):
+        raise RecordError(422, f"kind {kind!r} is not one of {', '.join(FactKind)}")
+    kind = FactKind(kind)
     if at.tzinfo is None:
         raise RecordError(422, "the time of the event needs a UTC offset")
     _plausible(at.date(), "the event's date")
@@ -75,9 +79,9 @@ def record(
         raise RecordError(404, f"no program {program!r}; known: {', '.join(sorted(programs))}")
     data = dict(payload)
     who: Person | None = None
-    if kind == "hire":
+    if kind == FactKind.HIRE:
         who = _hire(session, data, now)
-    elif kind == "offer_extension":
+    elif kind == FactKind.OFFER_EXTENSION:
         # An extension concerns the whole offer, not one person.
         if person is not None:
             raise RecordError(422, "an offer_extension names no person")
@@ -87,14 +91,14 @@ def record(
             raise RecordError(422, f"a {kind} names a person (KIND:ID)")
         who = find_person(session, person)
         _check(session, kind, target, who, at, data)
-        if kind == "termination":
+        if kind == FactKind.TERMINATION:
             who.termination_date = _date(data, "date")
             who.updated_at = now
     entry = EventLog(
         at=at,
         actor=actor,
         source=EventSource(source),
-        kind=kind,
+        kind=kind.value,
         program=program,
         person_id=who.id if who else None,
         payload=data,
@@ -105,13 +109,13 @@ def record(
 
 def _check(
     session: Session,
-    kind: str,
+    kind: FactKind,
     target: Program | None,
     who: Person,
     at: datetime,
     data: dict[str, Any],
 ) -> None:
-    if kind == "cmrt_response":
+    if kind == FactKind.CMRT_RESPONSE:
         _need(target, ConflictMinerals, kind)
         _person_kind(who, kind, PersonKind.SUPPLIER)
         complete = data.setdefault("complete", True)
@@ -120,7 +124,7 @@ def _check(
         for name in ("issues", "file"):
             if name in data and not isinstance(data[name], str):
                 raise RecordError(422, f"payload.{name} must be text")
-    elif kind in ("election", "withdrawal"):
+    elif kind in (FactKind.ELECTION, FactKind.WITHDRAWAL):
         offer = _need(target, OptionExchange, kind)
         _person_kind(who, kind, PersonKind.EMPLOYEE)
         snapshot = load_snapshot(session, team=None)
@@ -134,11 +138,13 @@ def _check(
         mine = [
             f
             for f in facts
-            if f.program == offer.id and f.at <= at and f.kind in ("election", "withdrawal")
+            if f.program == offer.id
+            and f.at <= at
+            and f.kind in (FactKind.ELECTION, FactKind.WITHDRAWAL)
         ]
-        if kind == "withdrawal" and offer_notices.elected_at(mine, who.id) is None:
+        if kind == FactKind.WITHDRAWAL and offer_notices.elected_at(mine, who.id) is None:
             raise RecordError(409, f"{who.external_id} has no election in force to withdraw")
-    elif kind == "fcpa_ack":
+    elif kind == FactKind.FCPA_ACK:
         policy = _need(target, Fcpa, kind)
         if who.kind == PersonKind.SUPPLIER:
             raise RecordError(422, "suppliers do not acknowledge the FCPA policy")
@@ -148,13 +154,13 @@ def _check(
                 422, f"policy version {version!r} is not the current one ({policy.policy_version})"
             )
         data["policy_version"] = version
-    elif kind == "termination":
+    elif kind == FactKind.TERMINATION:
         day = _date(data, "date")
         data["date"] = day.isoformat()
 
 
 def _extension(session: Session, target: Program | None, data: dict[str, Any]) -> None:
-    offer = _need(target, OptionExchange, "offer_extension")
+    offer = _need(target, OptionExchange, FactKind.OFFER_EXTENSION)
     try:
         cutoff = datetime.fromisoformat(str(data.get("cutoff")))
     except ValueError:

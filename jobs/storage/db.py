@@ -45,6 +45,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from config.facts import FactKind
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 #: Connection execution option read by the SQLite ``begin`` hook: "DEFERRED" (default),
@@ -108,9 +110,11 @@ class SupplierTier(enum.StrEnum):
 
 
 class ObligationKind(enum.StrEnum):
-    CMRT_RESPONSE = "cmrt_response"
-    ELECTION = "election"
-    FCPA_ACK = "fcpa_ack"
+    """What an obligation waits for: named by the kind of fact that discharges it."""
+
+    CMRT_RESPONSE = FactKind.CMRT_RESPONSE.value
+    ELECTION = FactKind.ELECTION.value
+    FCPA_ACK = FactKind.FCPA_ACK.value
 
 
 class EventSource(enum.StrEnum):

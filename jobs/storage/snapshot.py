@@ -6,18 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
+from config.facts import FactKind
 from jobs.storage.db import EventLog, OptionGrant, Person
 
-# Facts the planners react to; imports and other bookkeeping rows are left out.
-FACT_KINDS = (
-    "cmrt_response",
-    "election",
-    "withdrawal",
-    "fcpa_ack",
-    "termination",
-    "hire",
-    "offer_extension",
-)
+# The event log's kinds of fact, as the plain text stored: imports and other bookkeeping rows
+# of the log are left out.
+FACT_KINDS = [kind.value for kind in FactKind]
 
 
 def load_facts(session: Session) -> list[Fact]:
@@ -27,7 +21,7 @@ def load_facts(session: Session) -> list[Fact]:
     return [
         Fact(
             id=r.id,
-            kind=r.kind,
+            kind=FactKind(r.kind),
             at=r.at,
             program=r.program,
             person_id=r.person_id,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from config.facts import NOUNS, FactKind
 from scheduler.cli.context import Context, fail
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> 
     for program, kind, state, n in obligations:
         info = programs.setdefault(program, {"obligations": {}, "messages": {}})
         info["obligations"][state] = n
-        if kind == "cmrt_response":
+        if kind == FactKind.CMRT_RESPONSE:  # obligations are named by the fact owed
             info.setdefault("_cmrt", Counter())[state] += n
     for program, state, n in messages:
         programs.setdefault(program, {"obligations": {}, "messages": {}})["messages"][
@@ -198,12 +199,7 @@ def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> 
 
 
 @click.command("record")
-@click.argument(
-    "kind",
-    type=click.Choice(
-        ["response", "election", "withdrawal", "acknowledgment", "termination", "hire", "extension"]
-    ),
-)
+@click.argument("kind", type=click.Choice(NOUNS))
 @click.option("--program", help="Program id (responses, elections, acknowledgments, extensions).")
 @click.option("--person", help="KIND:ID, e.g. supplier:S001 or employee:E1001.")
 @click.option("--at", "at_text", help="When it happened (ISO 8601 with offset); default: now.")
@@ -239,23 +235,19 @@ def record_command(
     from jobs.record import RecordError, record
     from jobs.storage.db import begin_write
 
-    fact = {
-        "response": "cmrt_response",
-        "acknowledgment": "fcpa_ack",
-        "extension": "offer_extension",
-    }.get(kind, kind)
+    fact = FactKind.from_noun(kind)
     at = _instant_option(at_text) if at_text else obj.now
     payload: dict[str, Any] = {}
-    if fact == "cmrt_response":
+    if fact == FactKind.CMRT_RESPONSE:
         payload["complete"] = not incomplete
         payload.update({k: v for k, v in (("issues", issues), ("file", file_name)) if v})
-    elif fact == "fcpa_ack" and policy_version:
+    elif fact == FactKind.FCPA_ACK and policy_version:
         payload["policy_version"] = policy_version
-    elif fact == "termination":
+    elif fact == FactKind.TERMINATION:
         payload["date"] = day
-    elif fact == "offer_extension":
+    elif fact == FactKind.OFFER_EXTENSION:
         payload["cutoff"] = cutoff
-    elif fact == "hire":
+    elif fact == FactKind.HIRE:
         try:
             payload = json.loads(data or "")
         except json.JSONDecodeError as exc:

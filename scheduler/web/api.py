@@ -35,7 +35,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.emails import Email
-from config.settings import RecordKind, Settings, api_token_parts
+from config.facts import FactKind
+from config.settings import Settings, api_token_parts
 from jobs.record import RecordError, record
 from jobs.storage.db import begin_write
 from scheduler.daemon.service import Service
@@ -77,8 +78,7 @@ class Fact(BaseModel):
 
     # Strict: JSON gives dates as ISO strings and flags as true/false, never 0 or "yes".
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-    kind: ClassVar[RecordKind]
-    fact: ClassVar[str]
+    kind: ClassVar[FactKind]  # its noun names the endpoint, its value the log entry
 
     at: AwareDatetime | None = Field(
         default=None, description="When it happened (RFC 3339 with offset); default: now"
@@ -92,8 +92,7 @@ class Fact(BaseModel):
 class CmrtResponse(Fact):
     """A supplier's CMRT came back (complete, or incomplete with what is wrong)."""
 
-    kind: ClassVar[RecordKind] = "response"
-    fact: ClassVar[str] = "cmrt_response"
+    kind: ClassVar[FactKind] = FactKind.CMRT_RESPONSE
     program: ProgramId
     person: PersonKey
     complete: bool = True
@@ -109,8 +108,7 @@ class CmrtResponse(Fact):
 class Election(Fact):
     """An eligible employee elects to exchange their options (before the cutoff)."""
 
-    kind: ClassVar[RecordKind] = "election"
-    fact: ClassVar[str] = "election"
+    kind: ClassVar[FactKind] = FactKind.ELECTION
     program: ProgramId
     person: PersonKey
 
@@ -121,15 +119,13 @@ class Election(Fact):
 class Withdrawal(Election):
     """An employee withdraws their election (before the cutoff)."""
 
-    kind: ClassVar[RecordKind] = "withdrawal"
-    fact: ClassVar[str] = "withdrawal"
+    kind: ClassVar[FactKind] = FactKind.WITHDRAWAL
 
 
 class Acknowledgment(Fact):
     """A Representative or Third Party signed the FCPA policy acknowledgment."""
 
-    kind: ClassVar[RecordKind] = "acknowledgment"
-    fact: ClassVar[str] = "fcpa_ack"
+    kind: ClassVar[FactKind] = FactKind.FCPA_ACK
     program: ProgramId
     person: PersonKey
     policy_version: Line | None = Field(default=None, description="Default: the current one")
@@ -142,8 +138,7 @@ class Acknowledgment(Fact):
 class Termination(Fact):
     """A relationship ended on ``date`` (the person is not employed on that day)."""
 
-    kind: ClassVar[RecordKind] = "termination"
-    fact: ClassVar[str] = "termination"
+    kind: ClassVar[FactKind] = FactKind.TERMINATION
     person: PersonKey
     date: date
 
@@ -154,8 +149,7 @@ class Termination(Fact):
 class Hire(Fact):
     """A new employee or third party: they get the FCPA policy to acknowledge."""
 
-    kind: ClassVar[RecordKind] = "hire"
-    fact: ClassVar[str] = "hire"
+    kind: ClassVar[FactKind] = FactKind.HIRE
     person_kind: Literal["employee", "third_party"] = Field(default="employee", alias="kind")
     external_id: Annotated[Line, StringConstraints(max_length=128)]
     name: Line
@@ -175,8 +169,7 @@ class Hire(Fact):
 class Extension(Fact):
     """The offer is extended to a new cutoff, local time in the program's zone."""
 
-    kind: ClassVar[RecordKind] = "extension"
-    fact: ClassVar[str] = "offer_extension"
+    kind: ClassVar[FactKind] = FactKind.OFFER_EXTENSION
     program: ProgramId
     cutoff: NaiveDatetime = Field(
         description="The new cutoff, local date-time without offset", examples=["2003-02-03T21:00"]
@@ -210,22 +203,24 @@ class Endpoint:
         return self.path.rsplit("/", 1)[-1]
 
 
-ENDPOINTS = (
-    Endpoint(path=f"{PREFIX}/responses", model=CmrtResponse),
-    Endpoint(path=f"{PREFIX}/elections", model=Election),
-    Endpoint(path=f"{PREFIX}/withdrawals", model=Withdrawal),
-    Endpoint(path=f"{PREFIX}/acknowledgments", model=Acknowledgment),
-    Endpoint(path=f"{PREFIX}/terminations", model=Termination),
-    Endpoint(path=f"{PREFIX}/hires", model=Hire),
-    Endpoint(path=f"{PREFIX}/extensions", model=Extension),
+# One endpoint per kind of fact, named by its noun: /api/v1/responses, /api/v1/hires...
+MODELS: tuple[type[Fact], ...] = (
+    CmrtResponse,
+    Election,
+    Withdrawal,
+    Acknowledgment,
+    Termination,
+    Hire,
+    Extension,
 )
+ENDPOINTS = tuple(Endpoint(path=f"{PREFIX}/{m.kind.noun}s", model=m) for m in MODELS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Caller:
     name: str
     digest: bytes
-    kinds: frozenset[str] | None  # None: every kind
+    kinds: frozenset[FactKind] | None  # None: every kind
 
 
 def callers(settings: Settings) -> list[Caller]:
@@ -284,8 +279,9 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
             return problem(401, "a valid API token is required: Authorization: Bearer TOKEN")
         model = endpoint.model
         if caller.kinds is not None and model.kind not in caller.kinds:
-            article = "an" if model.kind[0] in "aeiou" else "a"
-            return problem(403, f"token {caller.name!r} may not record {article} {model.kind}")
+            noun = model.kind.noun
+            article = "an" if noun[0] in "aeiou" else "a"
+            return problem(403, f"token {caller.name!r} may not record {article} {noun}")
         body = await _read(request)
         if body is None:
             return problem(413, f"the body is larger than {MAX_BODY} bytes")
@@ -304,7 +300,7 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
             with begin_write(service.factory) as session:
                 return record(
                     session,
-                    kind=model.fact,
+                    kind=model.kind,
                     program=program,
                     person=person,
                     at=at,
@@ -321,9 +317,9 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
             return problem(exc.status, exc.message)
         log.info(
             "recorded",
-            extra={"action": "recorded", "kind": model.fact, "event_id": event_id, "actor": actor},
+            extra={"action": "recorded", "kind": model.kind, "event_id": event_id, "actor": actor},
         )
-        recorded = Recorded(id=event_id, kind=model.fact, actor=actor, at=at)
+        recorded = Recorded(id=event_id, kind=model.kind, actor=actor, at=at)
         return JSONResponse(recorded.model_dump(mode="json"), status_code=201)
 
     schema = openapi()
@@ -388,7 +384,7 @@ def openapi() -> dict[str, Any]:
         paths[endpoint.path] = {
             "post": {
                 "operationId": f"record_{endpoint.name}",
-                "summary": f"Record a {model.kind}",
+                "summary": f"Record a {model.kind.noun}",
                 "description": (model.__doc__ or "").strip(),
                 "requestBody": {
                     "required": True,

@@ -12,6 +12,7 @@ import pytest
 
 from calendars import cmrt_notices, fcpa_notices, offer_notices
 from calendars.notices import Fact, GrantView, Notice, PersonView, Plan, Snapshot, Team
+from config.facts import FactKind
 from config.loader import load_programs
 from config.programs import ConflictMinerals, Fcpa, OptionExchange
 
@@ -84,7 +85,9 @@ def grants(person_id: int) -> list[GrantView]:
 
 
 def fact(n: int, kind: str, at: str, person: int | None, program: str, **payload: Any) -> Fact:
-    return Fact(id=n, kind=kind, at=z(at), program=program, person_id=person, payload=payload)
+    return Fact(
+        id=n, kind=FactKind(kind), at=z(at), program=program, person_id=person, payload=payload
+    )
 
 
 def snap(

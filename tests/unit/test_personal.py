@@ -13,6 +13,7 @@ from calendars.events import EventKind
 from calendars.kinds import personal_calendar
 from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
 from calendars.personal import PersonalCalendar
+from config.facts import FactKind
 from config.loader import load_programs
 
 PROGRAMS = load_programs(None)
@@ -68,7 +69,9 @@ GRANTS = [
 
 def fact(n: int, kind: str, at: str, program: str | None, **payload: Any) -> Fact:
     person = 2 if kind == "cmrt_response" else 1
-    return Fact(id=n, kind=kind, at=z(at), program=program, person_id=person, payload=payload)
+    return Fact(
+        id=n, kind=FactKind(kind), at=z(at), program=program, person_id=person, payload=payload
+    )
 
 
 def calendar(
@@ -139,7 +142,7 @@ def test_recorded_extension_moves_the_cutoff_and_the_grant() -> None:
     extension = fact(3, "offer_extension", "2003-01-15T10:00:00-08:00", OFFER)
     extension = Fact(
         id=3,
-        kind="offer_extension",
+        kind=FactKind.OFFER_EXTENSION,
         at=extension.at,
         program=OFFER,
         person_id=None,
@@ -206,7 +209,7 @@ def test_fcpa_cycles_of_a_third_party_end_with_the_relationship() -> None:
     )
     ack = Fact(
         id=20,
-        kind="fcpa_ack",
+        kind=FactKind.FCPA_ACK,
         at=z("2017-01-20T10:00:00-08:00"),
         program="fcpa",
         person_id=3,

@@ -1,0 +1,56 @@
+"""The kinds of fact Tickler records: one definition for the CLI, the API, ``record``, the
+event log and the planners.
+
+Each kind has two spellings, both fixed here. Its value is what the event log stores and the
+planners match on (``cmrt_response``); its noun is what people type and read: ``tickler record
+response``, ``POST /api/v1/responses``, ``TICKLER_API_SCOPES='{"hr": ["hire"]}'``. They differ
+for three kinds because the log's names came first and must not change under stored rows.
+
+Adding a kind: a member and its noun here, its checks in ``jobs.record``, an API model in
+``scheduler.web.api`` (and an option of ``tickler record`` if it has a payload), and the
+planners that react to it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class FactKind(enum.StrEnum):
+    """A kind of recorded fact; the value is the event log's ``kind``."""
+
+    CMRT_RESPONSE = "cmrt_response"
+    ELECTION = "election"
+    WITHDRAWAL = "withdrawal"
+    FCPA_ACK = "fcpa_ack"
+    TERMINATION = "termination"
+    HIRE = "hire"
+    OFFER_EXTENSION = "offer_extension"
+
+    @property
+    def noun(self) -> str:
+        """Return the name the CLI, the API and API scopes use for this kind."""
+        return _NOUNS[self]
+
+    @classmethod
+    def from_noun(cls, noun: object) -> FactKind:
+        """Return the kind named ``noun`` (a kind passes through); ValueError names the choices."""
+        if isinstance(noun, FactKind):
+            return noun
+        if isinstance(noun, str) and noun in _BY_NOUN:
+            return _BY_NOUN[noun]
+        raise ValueError(f"{noun!r} is not a kind of fact; one of {', '.join(NOUNS)}")
+
+
+_NOUNS: dict[FactKind, str] = {
+    FactKind.CMRT_RESPONSE: "response",
+    FactKind.ELECTION: "election",
+    FactKind.WITHDRAWAL: "withdrawal",
+    FactKind.FCPA_ACK: "acknowledgment",
+    FactKind.TERMINATION: "termination",
+    FactKind.HIRE: "hire",
+    FactKind.OFFER_EXTENSION: "extension",
+}
+_BY_NOUN = {noun: kind for kind, noun in _NOUNS.items()}
+#: The nouns in declaration order: ``tickler record``'s choices.
+NOUNS: tuple[str, ...] = tuple(_NOUNS[kind] for kind in FactKind)
