@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress
 from icalendar import Event as VEvent
-from icalendar.prop import vDuration
+from icalendar.prop import vDuration, vText
 
 from calendars.events import Event
 
@@ -32,6 +32,8 @@ DEFAULT_PRODID = "-//Tickler//Tickler Compliance Calendar//EN"
 
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3}|[a-zA-Z]{3,30}")
 _EMAIL = re.compile(r"[^@\s\"<>;:,]+@[^@\s\"<>;:,]+")
+# RFC 5545 TEXT allows no control character but HTAB; line breaks are written as "\n".
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _BYDAY = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _DAY = timedelta(days=1)
@@ -86,9 +88,16 @@ def render_feed(items: Iterable[FeedItem], meta: FeedMeta) -> bytes:
         raise ValueError(f"duplicate uids in feed: {', '.join(duplicates)}")
 
     cal = _calendar(meta.prodid, "PUBLISH")
-    cal.calendar_name = meta.name
+    # Not icalendar's calendar_name / description setters: they write the X-WR-* twins (and
+    # NAME) as raw strings, so a line break in a program's or a person's name would start a
+    # new content line (or fail an assert, a 500, unless Python runs with -O).
+    name = _calendar_text(meta.name, one_line=True)
+    cal.add("NAME", name)
+    cal.add("X-WR-CALNAME", name)
     if meta.description:
-        cal.description = meta.description
+        description = _calendar_text(meta.description, one_line=False)
+        cal.add("DESCRIPTION", description)
+        cal.add("X-WR-CALDESC", description)
     if meta.color:
         cal.add("COLOR", meta.color)
         cal.add("X-APPLE-CALENDAR-COLOR", meta.color)
@@ -188,6 +197,16 @@ def build_vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone:
         component.add("TZOFFSETTO", obs.offset_to)
         tz.add_component(component)
     return tz
+
+
+def _calendar_text(value: str, *, one_line: bool) -> vText:
+    """Return ``value`` as an escaped TEXT value, without control characters.
+
+    A name is a one-line label in every client, so its line breaks become spaces; a
+    description keeps them (escaped as ``\\n``).
+    """
+    text = _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return vText(" ".join(text.split()) if one_line else text)
 
 
 def _calendar(prodid: str, method: str) -> Calendar:

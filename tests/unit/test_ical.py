@@ -348,6 +348,54 @@ def test_calendar_properties(meta: FeedMeta, present: list[str], absent: list[st
     assert other.refresh_interval == meta.refresh
 
 
+HEADER_NAMES = {
+    "PRODID", "VERSION", "CALSCALE", "METHOD", "NAME", "X-WR-CALNAME", "DESCRIPTION",
+    "X-WR-CALDESC", "REFRESH-INTERVAL", "X-PUBLISHED-TTL",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "description", "shown_name", "shown_description"),
+    [
+        ("Offer\nBEGIN:VEVENT", "a\r\nEND:VCALENDAR", "Offer BEGIN:VEVENT", "a\nEND:VCALENDAR"),
+        ("A\r\nX-EVIL:1", "two\rlines", "A X-EVIL:1", "two\nlines"),
+        ("semi;colon,comma\\slash", "", "semi;colon,comma\\slash", ""),
+        ("\x1b[31mred\x1b[0m \x85NEL\x00", "bell\x07 c1\x9b", "[31mred[0m NEL", "bell c1"),
+    ],
+    ids=["lf", "crlf-cr", "text-specials", "controls"],
+)
+def test_calendar_level_text_is_escaped(
+    name: str, description: str, shown_name: str, shown_description: str
+) -> None:
+    # A program's or a person's name is data: it names the calendar, and must not break it.
+    data = render_feed(
+        [item(all_day("d", date(2026, 5, 29)))], FeedMeta(name=name, description=description)
+    )
+    cal, other = parse(data)
+    header = lines(data)[: lines(data).index("BEGIN:VEVENT")]
+    assert {split_content_line(line)[0] for line in header[1:]} <= HEADER_NAMES
+    assert other.name == [shown_name]  # icalendar reads NAME and X-WR-* unescaped
+    values = {split_content_line(line)[0]: split_content_line(line)[2] for line in header}
+    assert values["NAME"] == values["X-WR-CALNAME"]
+    if description:
+        assert str(cal["DESCRIPTION"]) == shown_description
+        assert values["DESCRIPTION"] == values["X-WR-CALDESC"]
+    assert len(cal.events) == 1
+
+
+def test_calendar_level_text_is_escaped_under_python_o() -> None:
+    # Under -O icalendar's assert is gone: without escaping the raw line would be written.
+    script = (
+        "import sys; from calendars.ical import FeedMeta, render_feed; "
+        "sys.stdout.buffer.write(render_feed([], FeedMeta(name='x\\nBEGIN:VEVENT')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-O", "-c", script], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    assert b"\nBEGIN:VEVENT" not in out
+    assert lint_ics(out) == []
+
+
 def test_empty_feed_is_still_a_valid_calendar() -> None:
     cal, other = parse(render_feed([], META))
     assert (cal.events, other.events) == ([], [])
