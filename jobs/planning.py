@@ -81,11 +81,12 @@ def compute(
     for program in programs:
         stored = inputs.revisions.get(program.id, {})
         events = expand_program(effective(program, inputs.snapshot.facts), now=now)
-        changed[program.id] = revise(stored, events, now)
+        changed[program.id] = revise(stored, events, now, keep_events=True)
         current = {**stored, **changed[program.id]}
         snapshot = replace(
             inputs.snapshot,
             versions={key: (r.sequence, r.last_modified) for key, r in current.items()},
+            events={key: r.event for key, r in current.items() if r.event is not None},
         )
         plan = plan_notices(program, snapshot, now)
         notices.extend(plan.notices)

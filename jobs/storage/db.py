@@ -307,6 +307,9 @@ class EventVersion(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     sequence: Mapped[int] = mapped_column(Integer)
     last_modified: Mapped[datetime]
+    # The event as last revised (``calendars.events.event_to_dict``), for a program's events:
+    # a removed meeting is cancelled by email as it was. NULL for a person's own events.
+    event: Mapped[dict[str, Any] | None]
 
 
 class FeedToken(Base):

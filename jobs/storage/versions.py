@@ -8,13 +8,14 @@ runs in the caller's session and transaction and never commits.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, null, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from calendars.events import Event, event_from_dict, event_to_dict
 from calendars.versions import Revision
 from jobs.storage.db import EventVersion, dialect_name
 
@@ -34,13 +35,28 @@ def load(session: Session, scopes: Sequence[str]) -> Revisions:
             TABLE.c.fingerprint,
             TABLE.c.sequence,
             TABLE.c.last_modified,
+            TABLE.c.event,
         ).where(TABLE.c.program.in_(list(scopes)))
     )
-    for scope, key, print_, sequence, last_modified in rows:
+    for scope, key, print_, sequence, last_modified, event in rows:
         out[scope][key] = Revision(
-            fingerprint=print_, sequence=sequence, last_modified=last_modified
+            fingerprint=print_,
+            sequence=sequence,
+            last_modified=last_modified,
+            event=_event(event),
         )
     return out
+
+
+def _event(data: dict[str, Any] | None) -> Event | None:
+    """Return the kept event, or None: a copy this version cannot read is as good as none
+    (planning writes it again; a cancellation falls back), never a reason to stop planning."""
+    if data is None:
+        return None
+    try:
+        return event_from_dict(data)
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def write(session: Session, scope: str, changes: Mapping[str, Revision]) -> None:
@@ -59,6 +75,8 @@ def write(session: Session, scope: str, changes: Mapping[str, Revision]) -> None
             "fingerprint": r.fingerprint,
             "sequence": r.sequence,
             "last_modified": r.last_modified,
+            # SQL NULL, not the JSON value null, where no event is kept.
+            "event": event_to_dict(r.event) if r.event is not None else null(),
         }
         for key, r in sorted(changes.items())
     ]
@@ -70,6 +88,7 @@ def write(session: Session, scope: str, changes: Mapping[str, Revision]) -> None
                 "fingerprint": stmt.excluded.fingerprint,
                 "sequence": stmt.excluded.sequence,
                 "last_modified": stmt.excluded.last_modified,
+                "event": stmt.excluded.event,
             },
             # Never lower a SEQUENCE: a writer working from an older read loses.
             where=TABLE.c.sequence <= stmt.excluded.sequence,

@@ -92,7 +92,7 @@ def claims(
 def test_upgrade_from_empty_to_head(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade(empty_db_url)
-    assert current_revision(empty_db_url) == "0001"
+    assert current_revision(empty_db_url) == "0002"
     engine = make_engine(empty_db_url)
     try:
         assert set(inspect(engine).get_table_names()) >= TABLES
@@ -110,7 +110,7 @@ def test_head_to_base_to_head(empty_db_url: str) -> None:
     finally:
         engine.dispose()
     upgrade(empty_db_url, "head")
-    assert current_revision(empty_db_url) == "0001"
+    assert current_revision(empty_db_url) == "0002"
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:

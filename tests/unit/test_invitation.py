@@ -6,6 +6,7 @@ The comparison of an emailed invitation with the feed's event, field by field, i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -17,6 +18,7 @@ from calendars import offer_notices
 from calendars.events import Audience, Event, EventKind, event_from_dict, event_to_dict
 from calendars.notices import Notice, PersonView, Snapshot, Team
 from calendars.plan import plan
+from calendars.versions import Revision, fingerprint, revise
 from config.loader import load_programs
 from config.programs import OptionExchange
 from tests.unit.test_notices import grants
@@ -194,3 +196,73 @@ def test_a_cancellation_carries_the_meeting_as_it_was() -> None:
     assert notice.context["sequence"] == 2
     assert notice.context["start"] == "2002-12-23T08:30:00-08:00"
     assert notice.context["last_modified"] == removed.isoformat()
+
+
+# --- the kept copy (calendars.versions) --------------------------------------------------------
+
+T0 = datetime(2002, 12, 18, 17, 0, tzinfo=UTC)
+
+
+def kept(event: Event, sequence: int = 0, copy: Event | None = None) -> Revision:
+    return Revision(fingerprint=fingerprint(event), sequence=sequence, last_modified=T0, event=copy)
+
+
+FRIDAY = meeting(
+    datetime(2002, 12, 20, 8, 30, tzinfo=LA),
+    datetime(2002, 12, 20, 9, 30, tzinfo=LA),
+    key="presentation/2002-12-20",
+)
+LATER = meeting(
+    datetime(2002, 12, 20, 10, 0, tzinfo=LA),
+    datetime(2002, 12, 20, 11, 0, tzinfo=LA),
+    key="presentation/2002-12-20",
+)
+
+
+@pytest.mark.parametrize(
+    ("before", "events", "keep", "expected"),
+    [
+        pytest.param({}, [FRIDAY], True, {FRIDAY.key: (0, NOW, FRIDAY)}, id="new: kept"),
+        pytest.param({}, [FRIDAY], False, {FRIDAY.key: (0, NOW, None)}, id="a person's: not"),
+        pytest.param(
+            {FRIDAY.key: kept(FRIDAY, 1, FRIDAY)},
+            [LATER],
+            True,
+            {FRIDAY.key: (2, NOW, LATER)},
+            id="moved: the new copy",
+        ),
+        pytest.param(
+            {FRIDAY.key: kept(FRIDAY, 1, FRIDAY)},
+            [],
+            False,
+            {FRIDAY.key: (2, NOW, FRIDAY)},
+            id="removed: cancelled as it was",
+        ),
+        pytest.param(
+            {FRIDAY.key: kept(FRIDAY, 1)},
+            [FRIDAY],
+            True,
+            {FRIDAY.key: (1, T0, FRIDAY)},
+            id="stored without a copy: the copy, same SEQUENCE",
+        ),
+        pytest.param(
+            {FRIDAY.key: kept(FRIDAY, 1, dataclasses.replace(FRIDAY, details={}))},
+            [FRIDAY],
+            True,
+            {FRIDAY.key: (1, T0, FRIDAY)},
+            id="a copy stale in what the fingerprint leaves out: rewritten",
+        ),
+        pytest.param(
+            {FRIDAY.key: kept(FRIDAY, 1, FRIDAY)}, [FRIDAY], True, {}, id="unchanged: nothing"
+        ),
+        pytest.param({FRIDAY.key: kept(FRIDAY, 1)}, [FRIDAY], False, {}, id="not kept: nothing"),
+    ],
+)
+def test_revisions_keep_the_event(
+    before: dict[str, Revision],
+    events: list[Event],
+    keep: bool,
+    expected: dict[str, tuple[int, datetime, Event | None]],
+) -> None:
+    got = revise(before, events, NOW, keep_events=keep)
+    assert {k: (r.sequence, r.last_modified, r.event) for k, r in got.items()} == expected
