@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli import commands, feeds, imports
+from scheduler.cli import commands, feeds, imports, mail
 from scheduler.cli.context import Context, fail
 
 if TYPE_CHECKING:
@@ -191,6 +191,7 @@ for command in (
     commands.db,
     feeds.feeds,
     imports.import_command,
+    mail.mail,
 ):
     cli.add_command(command)
 
