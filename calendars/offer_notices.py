@@ -155,8 +155,23 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
     obligations: list[ObligationState] = []
     cutoff_text = f"{d.cutoff:%A %-d %B %Y, %-I:%M %p} {d.cutoff.tzname()}"
     announce = at_send_time(program, program.open)
-    # The invitations carry the calendar's own events, so mail and feeds show the same meeting.
+    # The invitations carry the calendar's own events, so mail and feeds show the same meeting;
+    # a meeting removed from the file is cancelled as it was before (storage kept it). The
+    # same for every invitee: built once.
     presentations = {e.key: e for e in ox.expand(program) if e.kind is EventKind.PRESENTATION}
+    meetings = {
+        key: _meeting(event, *snapshot.versions.get(key, (0, announce)))
+        for key, event in presentations.items()
+    }
+    removed = {
+        key: (
+            _meeting(was, seq, changed)
+            if (was := snapshot.events.get(key))
+            else {"event_key": key, "sequence": seq}
+        )
+        for key, (seq, changed) in snapshot.versions.items()
+        if key.startswith("presentation/") and key not in presentations
+    }
 
     shared = {
         "program_name": program.name,
@@ -175,7 +190,6 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
         for p in program.presentations:
             key = f"presentation/{p.key}"
             seq, changed = snapshot.versions.get(key, (0, announce))
-            event = presentations[key]
             notice(
                 h.person,
                 "presentation_invitation",
@@ -183,23 +197,21 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                 # The first invitation goes with the announcement; an update when it changed.
                 announce if seq == 0 else max(announce, changed),
                 utc(localize(p.start, program.zone)),
-                **_meeting(event, seq, changed),
+                **meetings[key],
                 location=p.location,
                 dial_in=p.dial_in,
             )
-        for key, (seq, changed) in snapshot.versions.items():
-            if key.startswith("presentation/") and key not in presentations:
-                # A meeting removed from the file: cancel it in every invitee's calendar, as
-                # it was before its removal (storage kept it), so clients match the meeting.
-                was = snapshot.events.get(key)
-                notice(
-                    h.person,
-                    "presentation_cancellation",
-                    f"cancel/{key}/{seq}",
-                    changed,
-                    changed + 7 * DAY,
-                    **(_meeting(was, seq, changed) if was else {"event_key": key, "sequence": seq}),
-                )
+        for key, meeting in removed.items():
+            # A meeting removed from the file: cancel it in every invitee's calendar.
+            seq, changed = snapshot.versions[key]
+            notice(
+                h.person,
+                "presentation_cancellation",
+                f"cancel/{key}/{seq}",
+                changed,
+                changed + 7 * DAY,
+                **meeting,
+            )
         if election is None:
             # After a withdrawal the reminders are owed again: new identities, since the ones
             # cancelled by the election stay cancelled.
