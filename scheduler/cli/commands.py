@@ -6,9 +6,7 @@ commands must stay cheap, so that ``tickler --help`` and ``plan`` start fast (se
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +40,9 @@ def _configure_logging(settings: Settings, level: str | None = None) -> None:
 @click.pass_obj
 def run(obj: Context, sweep: float | None) -> None:
     """Run the daemon and its HTTP server (feeds, API, health). SIGTERM stops both."""
+    import asyncio
+    import signal
+
     from jobs.storage import DatabaseError
     from scheduler.daemon.logs import scrub
     from scheduler.daemon.loop import Daemon, clock_from, utc_now
@@ -112,6 +113,8 @@ def _instant_option(value: str) -> datetime:
 @click.pass_obj
 def simulate_command(obj: Context, start: datetime, end: datetime) -> None:
     """Replay the programs on a virtual clock, delivering to the configured sink."""
+    import asyncio
+
     from scheduler.daemon.loop import simulate
 
     if end < start:
