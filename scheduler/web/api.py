@@ -5,8 +5,9 @@ One endpoint per kind of fact (``POST /api/v1/elections`` …), a pydantic model
 the same facts. Callers authenticate with a bearer token from the settings (``NAME:SECRET``);
 the name goes into the event log as ``api:NAME``. Status codes: 401 no or unknown token,
 403 the token may not record this kind, 404 unknown program or person, 409 refused by the
-rules (an election after the cutoff), 413 body too large, 422 malformed body, each with a JSON
-``{"error": "what is wrong"}``. The OpenAPI schema is served at ``/api/v1/openapi.json``.
+rules (an election after the cutoff), 413 body too large, 422 malformed body, each as RFC 9457
+problem details (``scheduler.web.problems``: ``detail`` says what is wrong, ``errors`` names each
+invalid field). The OpenAPI schema is served at ``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from jobs.record import RecordError, record
 from jobs.storage.db import begin_write
 from scheduler.daemon.service import Service
 from scheduler.web.metrics import HttpMetrics
+from scheduler.web.problems import PROBLEM_JSON, FieldError, Problem, pointer, problem
 
 log = logging.getLogger("tickler")
 
@@ -186,13 +188,6 @@ class Recorded(BaseModel):
     at: datetime
 
 
-class Problem(BaseModel):
-    error: str = Field(description="What is wrong")
-    details: list[dict[str, Any]] | None = Field(
-        default=None, description="Each invalid field (422)"
-    )
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
     path: str
@@ -252,9 +247,10 @@ def authenticate(header: str | None, known: Sequence[Caller]) -> Caller | None:
     return found
 
 
-def problem(status: int, message: str, **extra: Any) -> JSONResponse:
+def refusal(status: int, detail: str, errors: Sequence[FieldError] | None = None) -> Response:
+    """Return the API's problem+json answer (a 401 says how to authenticate)."""
     headers = {"WWW-Authenticate": 'Bearer realm="tickler"'} if status == 401 else None
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+    return problem(status, detail, errors=errors, headers=headers)
 
 
 Clock = Callable[[], datetime]
@@ -276,21 +272,22 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
     async def _handle(request: Request, endpoint: Endpoint) -> Response:
         caller = authenticate(request.headers.get("authorization"), known)
         if caller is None:
-            return problem(401, "a valid API token is required: Authorization: Bearer TOKEN")
+            return refusal(401, "a valid API token is required: Authorization: Bearer TOKEN")
         model = endpoint.model
         if caller.kinds is not None and model.kind not in caller.kinds:
             noun = model.kind.noun
             article = "an" if noun[0] in "aeiou" else "a"
-            return problem(403, f"token {caller.name!r} may not record {article} {noun}")
+            return refusal(403, f"token {caller.name!r} may not record {article} {noun}")
         body = await _read(request)
         if body is None:
-            return problem(413, f"the body is larger than {MAX_BODY} bytes")
+            return refusal(413, f"the body is larger than {MAX_BODY} bytes")
         if not body.strip():
-            return problem(422, f"the body is empty: send a JSON object ({model.__name__})")
+            return refusal(422, f"the body is empty: send a JSON object ({model.__name__})")
         try:
             fact = model.model_validate_json(body)
         except ValidationError as exc:
-            return problem(422, _summary(exc), details=_details(exc))
+            errors = _errors(exc)
+            return refusal(422, "; ".join(f"{e.field}: {e.detail}" for e in errors), errors)
         now = clock()
         at = fact.at or now
         program, person, payload = fact.parts()
@@ -314,7 +311,7 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
         try:
             event_id = await asyncio.to_thread(work)
         except RecordError as exc:
-            return problem(exc.status, exc.message)
+            return refusal(exc.status, exc.message)
         log.info(
             "recorded",
             extra={"action": "recorded", "kind": model.kind, "event_id": event_id, "actor": actor},
@@ -346,19 +343,16 @@ async def _read(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _details(exc: ValidationError) -> list[dict[str, Any]]:
+def _errors(exc: ValidationError) -> list[FieldError]:
     return [
-        {
-            "field": ".".join(str(part) for part in e["loc"]) or "body",
+        FieldError(
+            field=".".join(str(part) for part in e["loc"]) or "body",
+            pointer=pointer(e["loc"]),
             # A validator's own ValueError reads as in the CLI and the imports.
-            "error": e["msg"].removeprefix("Value error, "),
-        }
+            detail=e["msg"].removeprefix("Value error, "),
+        )
         for e in exc.errors(include_url=False, include_input=False)
     ]
-
-
-def _summary(exc: ValidationError) -> str:
-    return "; ".join(f"{d['field']}: {d['error']}" for d in _details(exc))
 
 
 def openapi() -> dict[str, Any]:
@@ -375,7 +369,7 @@ def openapi() -> dict[str, Any]:
     def error(description: str) -> dict[str, Any]:
         return {
             "description": description,
-            "content": {"application/json": {"schema": ref(Problem)}},
+            "content": {PROBLEM_JSON: {"schema": ref(Problem)}},
         }
 
     paths = {}
@@ -397,10 +391,10 @@ def openapi() -> dict[str, Any]:
                     },
                     "401": error("No or unknown API token"),
                     "403": error("The token may not record this kind"),
-                    "404": error("Unknown program or person"),
+                    "404": error("Unknown program or person (or path)"),
                     "409": error("Refused by the program's rules (e.g. after the cutoff)"),
                     "413": error("Body too large"),
-                    "422": error("Malformed body; `details` names each field"),
+                    "422": error("Malformed body; `errors` names each field"),
                 },
             }
         }
@@ -409,11 +403,19 @@ def openapi() -> dict[str, Any]:
         "info": {
             "title": "Tickler",
             "version": "1",
-            "description": "Record what happened; the scheduler reacts within seconds.",
+            "description": "Record what happened; the scheduler reacts within seconds. Every "
+            "error is RFC 9457 problem details (application/problem+json, the `Problem` "
+            "schema), including 404 for a path that does not exist and 405 (with `Allow`) for "
+            "a method a path does not take.",
         },
         "paths": paths,
         "components": {
             "schemas": dict(schemas),
+            "responses": {
+                "NotFound": error("No such path"),
+                "MethodNotAllowed": error("The path does not take this method")
+                | {"headers": {"Allow": {"schema": {"type": "string"}}}},
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

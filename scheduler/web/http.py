@@ -8,8 +8,9 @@ memory, so a revoked token or a new fact reaches the feeds within that delay (1 
 Conditional GET: a strong ETag (a hash of the bytes) and Last-Modified (the newest event
 change), answered with 304 when the client has them.
 
-Every 404 is the same response, whether the path does not exist, the token is unknown or was
-revoked, or a public feed is not public: a URL reveals nothing about other URLs.
+Every error is RFC 9457 problem details (``scheduler.web.problems``). Every 404 is the same
+response, whether the path does not exist, the token is unknown or was revoked, or a public
+feed is not public: a URL reveals nothing about other URLs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from scheduler.daemon.loop import Daemon, utc_now
 from scheduler.daemon.service import Service
 from scheduler.web import api, metrics
 from scheduler.web.feeds import FeedError, FeedSource, Rendered, feed_day
+from scheduler.web.problems import problem
 
 log = logging.getLogger("tickler")
 
@@ -188,13 +190,33 @@ def create_app(
         Route("/feeds/{token}.ics", token_feed, methods=["GET"]),
         *api.routes(service, state.clock, state.counters),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: _not_found})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_problem, Exception: _server_problem},
+    )
     app.state.tickler = state
     return app
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return PlainTextResponse("Not Found\n", status_code=404)
+async def _http_problem(request: Request, exc: Exception) -> Response:
+    """Answer Starlette's own errors (no route: 404; a route without this method: 405)."""
+    assert isinstance(exc, HTTPException)
+    status, headers = exc.status_code, dict(exc.headers or {})
+    if status == 404:
+        # One detail for every 404: a feed's URL must not say why it is not there.
+        return problem(404, "nothing here", headers=headers)
+    if status == 405:
+        allowed = headers.get("Allow", "")
+        return problem(
+            405, f"{request.method} is not allowed here; allowed: {allowed}", headers=headers
+        )
+    return problem(status, exc.detail, headers=headers)
+
+
+async def _server_problem(request: Request, exc: Exception) -> Response:
+    # Starlette logs the traceback itself (and re-raises after answering); the caller only
+    # learns that it was not their fault.
+    return problem(500, "an internal error; it is logged on the server")
 
 
 def _gone() -> HTTPException:

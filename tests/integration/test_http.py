@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from jsonschema_rs import Draft202012Validator
 from sqlalchemy import delete, func, select
 
 from jobs.storage import tokens
@@ -431,13 +433,18 @@ async def test_api_refusals_say_what_is_wrong_and_change_nothing(
         headers=headers | {"Content-Type": "application/json"},
     )
     assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert words in response.json()["error"]
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "about:blank" and problem["status"] == status
+    assert problem["title"] == HTTPStatus(status).phrase
+    assert words in problem["detail"]
     if status == 401:
         assert response.headers["www-authenticate"] == 'Bearer realm="tickler"'
-    if re.match(r"\w+: ", words):  # a malformed field: named in the details too
+    if re.match(r"\w+: ", words):  # a malformed field: named in the errors too
         field = words.partition(":")[0]
-        assert field in [d["field"] for d in response.json()["details"]]
+        assert field in [e["field"] for e in problem["errors"]]
+        pointer = "#" if field == "body" else f"#/{field}"
+        assert pointer in [e["pointer"] for e in problem["errors"]]
     with svc.factory() as session:
         assert table(session) == before
 
@@ -537,7 +544,43 @@ async def test_openapi_schema_describes_every_endpoint(
             "413",
             "422",
         ]
+        for status, answer in path["post"]["responses"].items():
+            if status != "201":
+                assert list(answer["content"]) == ["application/problem+json"]
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/no/such/path", 404, None),
+        ("POST", "/api/v1/nothing", 404, None),
+        ("GET", "/api/v1/elections", 405, "POST"),
+        ("PUT", "/api/v1/openapi.json", 405, "GET, HEAD"),
+        ("POST", "/metrics", 405, "GET, HEAD"),
+        ("DELETE", f"/feeds/{'A' * 43}.ics", 405, "GET, HEAD"),
+    ],
+)
+async def test_unknown_paths_and_methods_answer_problem_json_as_the_schema_documents(
+    api: tuple[Service, FakeClock, httpx.AsyncClient],
+    method: str,
+    path: str,
+    status: int,
+    allow: str | None,
+) -> None:
+    _, _, client = api
+    schema = (await client.get("/api/v1/openapi.json")).json()
+    response = await client.request(method, path, headers=HR)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers.get("allow") == allow
+    body = response.json()
+    # Valid against the Problem schema of the OpenAPI document, as every other error is.
+    validator = Draft202012Validator({"$ref": "#/components/schemas/Problem", **schema})
+    assert not [str(e) for e in validator.iter_errors(body)], body
+    assert (body["status"], body["title"]) == (status, HTTPStatus(status).phrase)
+    if allow is not None:
+        assert body["detail"] == f"{method} is not allowed here; allowed: {allow}"
 
 
 # tickler run -------------------------------------------------------------------------------
