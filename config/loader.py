@@ -13,6 +13,10 @@ from pydantic import ValidationError
 
 from config.programs import Program, validate_program
 
+# No program file nests arrays or inline tables more than a few levels; tomllib recurses once
+# per level (and runs out of stack near a few hundred), so deeper files are refused first.
+MAX_NESTING = 32
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProgramError:
@@ -42,6 +46,11 @@ def default_program_dir() -> Path:
 
 def load_programs(directory: Path | None) -> list[Program]:
     """Load and validate every ``*.toml`` of ``directory`` (default: the demo programs)."""
+    return [program for _path, program in load_program_files(directory)]
+
+
+def load_program_files(directory: Path | None) -> list[tuple[Path, Program]]:
+    """Return each program of ``directory`` with the file it comes from (``load_programs``)."""
     directory = directory or default_program_dir()
     if not directory.is_dir():
         raise ProgramFileErrors(
@@ -52,7 +61,7 @@ def load_programs(directory: Path | None) -> list[Program]:
         raise ProgramFileErrors(
             [ProgramError(file=str(directory), field="", line=None, message="no *.toml files")]
         )
-    programs: list[Program] = []
+    programs: list[tuple[Path, Program]] = []
     errors: list[ProgramError] = []
     seen: dict[str, str] = {}
     for path in files:
@@ -72,7 +81,7 @@ def load_programs(directory: Path | None) -> list[Program]:
             )
             continue
         seen[program.id] = str(path)
-        programs.append(program)
+        programs.append((path, program))
     if errors:
         raise ProgramFileErrors(errors)
     return programs
@@ -86,6 +95,18 @@ def load_program_file(path: Path) -> Program:
         raise ProgramFileErrors(
             [ProgramError(file=str(path), field="", line=None, message=f"cannot read: {exc}")]
         ) from None
+    deep = too_deep(text)
+    if deep is not None:
+        raise ProgramFileErrors(
+            [
+                ProgramError(
+                    file=str(path),
+                    field="",
+                    line=deep,
+                    message=f"arrays or inline tables nested more than {MAX_NESTING} deep",
+                )
+            ]
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -99,6 +120,10 @@ def load_program_file(path: Path) -> Program:
                     file=str(path), field="", line=line, message=f"not valid TOML: {message}"
                 )
             ]
+        ) from None
+    except RecursionError:  # the scan above missed a nesting tomllib recursed into
+        raise ProgramFileErrors(
+            [ProgramError(file=str(path), field="", line=None, message="nested too deeply")]
         ) from None
     try:
         return validate_program(data)
@@ -121,6 +146,41 @@ def load_program_file(path: Path) -> Program:
                 )
             ]
         ) from None
+
+
+def too_deep(text: str, limit: int = MAX_NESTING) -> int | None:
+    """Return the line where arrays and inline tables nest more than ``limit`` deep, if any.
+
+    Brackets inside strings and comments do not count; a table header (``[a]``, ``[[a]]``)
+    opens and closes on its line. An unterminated string is left for tomllib to report.
+    """
+    depth, line, i, size = 0, 1, 0, len(text)
+    while i < size:
+        char = text[i]
+        if char == "#":
+            end = text.find("\n", i)
+            i = size if end < 0 else end
+            continue
+        if char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            j = i + len(quote)
+            while j < size and not text.startswith(quote, j):
+                if len(quote) == 1 and text[j] == "\n":
+                    break  # unterminated
+                j += 2 if char == '"' and text[j] == "\\" else 1
+            line += text.count("\n", i, j)
+            i = j + len(quote) if text.startswith(quote, j) else j
+            continue
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
 
 
 def _message(err: Any) -> str:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from config.dates import MAX_OFFSET, Day, Instant
 from config.emails import Email
 
 _ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -40,13 +41,24 @@ def parse_offset(text: str) -> timedelta:
     if not match or text.strip() in ("P", "PT"):
         raise ValueError(f"{text!r} is not an offset such as '7d', '3h', '30m', 'P7D' or 'PT3H'")
     n, unit, weeks, days, hours, minutes = match.groups()
+    # Checked before the timedelta is built: "99999999999d" is beyond what one can hold.
+    too_long = ValueError(f"offset {text!r} is longer than {MAX_OFFSET.days} days")
+    if any(len(part) > 7 for part in match.groups() if part and part.isdigit()):
+        raise too_long
     if n is not None:
-        return timedelta(
+        offset = timedelta(
             **{{"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[unit]: int(n)}
         )
-    return timedelta(
-        weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0)
-    )
+    else:
+        offset = timedelta(
+            weeks=int(weeks or 0),
+            days=int(days or 0),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+        )
+    if offset > MAX_OFFSET:
+        raise too_long
+    return offset
 
 
 Offset = Annotated[str, Field(description="e.g. '7d', '1d', '3h'")]
@@ -64,7 +76,7 @@ class ProgramBase(Model):
     name: str = Field(min_length=1)
     timezone: str = "America/Los_Angeles"
     send_time: time = Field(default=time(9, 0), description="Local time scheduled emails go out")
-    extra_closures: list[date] = Field(
+    extra_closures: list[Day] = Field(
         default_factory=list, description="Closure days missing from the holiday calendars"
     )
 
@@ -87,8 +99,8 @@ class ProgramBase(Model):
 
 class Wave(Model):
     key: str = Field(pattern=_ID)
-    send: date
-    response_due: date
+    send: Day
+    response_due: Day
     tiers: list[Tier] = Field(default_factory=lambda: list(get_args(Tier)), min_length=1)
 
     @field_validator("response_due")
@@ -109,8 +121,14 @@ class FollowUp(Model):
 class Milestone(Model):
     key: str = Field(pattern=_ID)
     title: str = Field(min_length=1)
-    offset_days: int | None = Field(default=None, description="Calendar days from Form SD due")
-    offset_business_days: int | None = Field(default=None, description="SEC business days")
+    # Bounded: ten years either side is already absurd, and business days are counted one
+    # by one (a billion of them would hang the planner).
+    offset_days: int | None = Field(
+        default=None, ge=-3660, le=3660, description="Calendar days from Form SD due"
+    )
+    offset_business_days: int | None = Field(
+        default=None, ge=-2600, le=2600, description="SEC business days"
+    )
 
     @field_validator("offset_business_days")
     @classmethod
@@ -146,8 +164,8 @@ class ConflictMinerals(ProgramBase):
 
 class Presentation(Model):
     key: str = Field(pattern=_ID)
-    start: datetime
-    end: datetime
+    start: Instant
+    end: Instant
     location: str = ""
     dial_in: str = ""
 
@@ -166,8 +184,8 @@ class Presentation(Model):
 
 
 class Extension(Model):
-    cutoff: datetime = Field(description="The new expiration, local time")
-    announced: date
+    cutoff: Instant = Field(description="The new expiration, local time")
+    announced: Day
 
     @field_validator("cutoff")
     @classmethod
@@ -195,11 +213,11 @@ class ExchangeRatio(Model):
 
 class Eligibility(Model):
     min_price: Decimal = Field(ge=0)
-    hired_before: date
+    hired_before: Day
     countries: list[str] = Field(default_factory=lambda: ["US"], min_length=1)
     excluded_roles: list[ExcludedRole] = Field(default_factory=lambda: list(get_args(ExcludedRole)))
-    lookback_start: date | None = None
-    lookback_end: date | None = None
+    lookback_start: Day | None = None
+    lookback_end: Day | None = None
 
 
 class VestingStepModel(Model):
@@ -256,8 +274,8 @@ class Vesting(Model):
 
 class OptionExchange(ProgramBase):
     kind: Literal["option_exchange"]
-    open: date
-    cutoff: datetime = Field(description="Election cutoff, local date-time in `timezone`")
+    open: Day
+    cutoff: Instant = Field(description="Election cutoff, local date-time in `timezone`")
     extensions: list[Extension] = Field(default_factory=list)
     cutoff_reminders: list[Offset] = Field(default_factory=lambda: ["7d", "1d", "3h"])
     presentations: list[Presentation] = Field(default_factory=list)
@@ -331,7 +349,7 @@ class Renewal(Model):
 class Fcpa(ProgramBase):
     kind: Literal["fcpa"]
     policy_version: str = Field(min_length=1)
-    effective: date
+    effective: Day
     onboarding_due_days: int = Field(default=30, ge=0, le=365)
     renewal: Renewal = Renewal()
     reminders_before: list[Offset] = Field(default_factory=lambda: ["14d", "3d"])

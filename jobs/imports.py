@@ -38,6 +38,7 @@ from pydantic import (
     field_validator,
 )
 
+from config.dates import plausible
 from config.emails import Email
 from config.facts import FactKind
 from config.programs import Program
@@ -132,9 +133,10 @@ def _date(value: object) -> object:
         if not _DATE.match(value):
             raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a valid date") from None
+        return plausible(day)  # 9999-12-31 ("no end date") would overflow the rules
     return value
 
 
@@ -629,7 +631,7 @@ def _instant(value: object) -> object:
             raise ValueError(
                 f"{value!r} is not an RFC 3339 instant such as 2017-01-17T10:30:00-08:00"
             )
-        return datetime.fromisoformat(value)
+        return plausible(datetime.fromisoformat(value))
     return value
 
 

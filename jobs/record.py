@@ -21,10 +21,8 @@ from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
 from jobs.storage.snapshot import load_facts, load_snapshot
 
 # A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
+from config.dates import plausible
 CLOCK_SKEW = timedelta(minutes=5)
-# Dates outside this range are typing errors, and would overflow the date arithmetic of rules
-# (a grant date six months after a cutoff in 9999).
-EARLIEST, LATEST = date(1900, 1, 1), date(2200, 12, 31)
 
 
 class RecordError(Exception):
@@ -199,9 +197,10 @@ def _date(data: Mapping[str, Any], name: str) -> date:
 
 def _plausible(day: date, what: str) -> date:
     """Refuse dates no compliance record has: the rules would compute past the calendar's end."""
-    if not EARLIEST <= day <= LATEST:
-        raise RecordError(422, f"{what} {day} is not between {EARLIEST} and {LATEST}")
-    return day
+    try:
+        return plausible(day)
+    except ValueError as exc:
+        raise RecordError(422, f"{what}: {exc}") from None
 
 
 def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:

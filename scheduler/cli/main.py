@@ -79,9 +79,36 @@ config_option = click.option(
 @config_option
 @click.pass_obj
 def check(obj: Context, config_dir: Path | None) -> None:
-    """Validate a program directory: exit 0, or 2 with every error (file:line: field: what)."""
-    programs = obj.programs(config_dir)
-    for program in programs:
+    """Validate a program directory: exit 0, or 2 with every error (file:line: field: what).
+
+    Each program is also expanded and planned for stand-in people (``calendars.rehearsal``):
+    what the rules would fail on in the daemon fails here, before any email is planned.
+    """
+    from calendars.rehearsal import rehearse
+    from config.loader import ProgramError, ProgramFileErrors, load_program_files, locate
+
+    try:
+        files = load_program_files(config_dir or obj.settings.program_dir)
+    except ProgramFileErrors as exc:
+        fail(*(str(e) for e in exc.errors))
+    errors: list[ProgramError] = []
+    for path, program in files:
+        try:
+            rehearse(program, now=obj.now)
+        except Exception as exc:  # whatever the rules raise is this file's error
+            text = path.read_text(encoding="utf-8")
+            errors.append(
+                ProgramError(
+                    file=str(path),
+                    field="kind",
+                    line=locate(text, ("kind",)),
+                    message=f"the {program.kind} rules fail on this program's dates and "
+                    f"offsets: {type(exc).__name__}: {exc}",
+                )
+            )
+    if errors:
+        fail(*(str(e) for e in errors))
+    for _path, program in files:
         click.echo(f"ok  {program.id}  ({program.kind}: {program.name})")
 
 

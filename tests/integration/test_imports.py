@@ -107,6 +107,18 @@ BAD_FILES: list[tuple[str, Kind, str | bytes, tuple[int, str, str]]] = [
         (2, "hire_date", "is not a date (YYYY-MM-DD)"),
     ),
     (
+        "9999-12-31 for 'no end date' (it would overflow the rules)",
+        "employees",
+        EMPLOYEES + "E1002,Eleanor Vance,ev@example.com,US,1994-03-01,9999-12-31,no,no,director,\n",
+        (2, "termination_date", "9999-12-31 is not between 1900-01-01 and 2200-12-31"),
+    ),
+    (
+        "a year typed with a digit short",
+        "grants",
+        GRANTS + "G0001,E1001,0200-05-20,1000,800,6.00\n",
+        (2, "grant_date", "0200-05-20 is not between 1900-01-01 and 2200-12-31"),
+    ),
+    (
         "bad email",
         "suppliers",
         SUPPLIERS
@@ -475,6 +487,21 @@ def test_cli_errors_exit_2_naming_file_row_and_column(
     assert runner.invoke(group, ["import", "demo", str(bad)]).exit_code == 2
     assert runner.invoke(group, ["import", "grants", str(tmp_path / "nope.csv")]).exit_code == 2
     assert runner.invoke(group, ["import", "vendors", str(bad)]).exit_code == 2
+
+
+def test_cli_refuses_a_placeholder_date_naming_file_row_and_column(
+    tickler: tuple[click.Group, Path], tmp_path: Path
+) -> None:
+    group, _ = tickler
+    bad = write(tmp_path, EMPLOYEES + PAT.replace("1999-04-12,,", "1999-04-12,9999-12-31,"))
+
+    result = CliRunner().invoke(group, ["import", "employees", str(bad)])
+
+    assert result.exit_code == 2, result.output
+    assert f"{bad}:2: termination_date: 9999-12-31 is not between 1900-01-01 and 2200-12-31" in (
+        result.stderr
+    )
+    assert "leave the value out" in result.stderr
 
 
 def test_cli_imports_a_large_file_with_a_progress_bar(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from config.loader import default_program_dir, locate
+from calendars.rehearsal import rehearse
+from config.loader import default_program_dir, load_programs, locate
 from scheduler.cli.main import cli
 
 OFFER = "option-exchange-2003.toml"
@@ -131,6 +133,71 @@ def check(program_dir: Path) -> tuple[int, str]:
             "vesting.day_of_month",
             "use '01'..'28'",
         ),
+        # Hostile values (issue 10): each was accepted, then overflowed or hung the rules.
+        (
+            OFFER,
+            'cutoff_reminders = ["7d", "1d", "3h"]',
+            'cutoff_reminders = ["99999999999d"]',
+            "cutoff_reminders",
+            "offset '99999999999d' is longer than 3660 days",
+        ),
+        (
+            OFFER,
+            'cutoff_reminders = ["7d", "1d", "3h"]',
+            'cutoff_reminders = ["P9999999D"]',
+            "cutoff_reminders",
+            "longer than 3660 days",
+        ),
+        (
+            "fcpa.toml",
+            'reminders_before = ["14d", "3d"]',
+            'reminders_before = ["9' + "9" * 5000 + 'd"]',
+            "reminders_before",
+            "longer than 3660 days",
+        ),
+        (
+            OFFER,
+            "cutoff = 2003-01-20T21:00:00",
+            "cutoff = 9999-12-31T21:00:00",
+            "cutoff",
+            "9999-12-31T21:00:00 is not between 1900-01-01 and 2200-12-31",
+        ),
+        (
+            "fcpa.toml",
+            "effective = 2017-01-01",
+            "effective = 9999-12-31",
+            "effective",
+            "9999-12-31 is not between 1900-01-01 and 2200-12-31; 9999-12-31 stands for",
+        ),
+        (CM, "send = 2017-01-09", "send = 0001-01-01", "waves[0].send", "is not between"),
+        (
+            OFFER,
+            "hired_before = 2002-12-19",
+            "hired_before = 9999-12-31",
+            "eligibility.hired_before",
+            "is not between",
+        ),
+        (
+            CM,
+            "extra_closures = []",
+            "extra_closures = [9999-12-31]",
+            "extra_closures[0]",
+            "is not between",
+        ),
+        (
+            CM,
+            "offset_days = -60",
+            "offset_days = -6000000000",
+            "milestones[0].offset_days",
+            "greater than or equal to -3660",
+        ),
+        (
+            CM,
+            "offset_business_days = -10",
+            "offset_business_days = -100000000",
+            "milestones[2].offset_business_days",
+            "greater than or equal to -2600",
+        ),
     ],
 )
 def test_broken_file(
@@ -150,6 +217,29 @@ def test_broken_file(
     assert path.read_text().splitlines()[line - 1].strip()
     # checking changes nothing on disk
     assert {p.name for p in program_dir.iterdir()} == set(before)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 100_000 + "]" * 100_000, "{a = " * 5000 + "1" + "}" * 5000, "[" * 40 + "]" * 40],
+    ids=["arrays", "inline tables", "just too deep"],
+)
+def test_deep_nesting_is_refused_with_its_line(program_dir: Path, value: str) -> None:
+    path = program_dir / "fcpa.toml"
+    version = 'policy_version = "2017-1"'
+    line = edit(path, version, f"{version}\nroles = {value}") + 1
+    code, output = check(program_dir)
+    assert code == 2, output
+    assert f"{path}:{line}: arrays or inline tables nested more than 32 deep" in output
+    assert "Traceback" not in output
+
+
+def test_brackets_in_strings_and_comments_are_not_nesting(program_dir: Path) -> None:
+    path = program_dir / "fcpa.toml"
+    edit(path, 'name = "FCPA policy acknowledgments"', 'name = "FCPA [' + "[" * 50 + '"')
+    edit(path, "[renewal]", "# " + "{" * 50 + "\n[renewal]")
+    code, output = check(program_dir)
+    assert code == 0, output
 
 
 def test_line_of_an_unknown_field(program_dir: Path) -> None:
@@ -237,3 +327,13 @@ def test_locate(loc: tuple[object, ...], line: int | None) -> None:
         ]
     )
     assert locate(text, loc) == (line if loc != ("vesting", "nope") else 8)
+
+
+def test_rehearsal_takes_every_path_and_surfaces_what_overflows() -> None:
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    for program in load_programs(None):
+        rehearse(program, now=now)
+    # A date that got past the model (built without it) is what the rehearsal is there for.
+    [fcpa] = [p for p in load_programs(None) if p.kind == "fcpa"]
+    with pytest.raises(OverflowError):
+        rehearse(fcpa.model_copy(update={"effective": date(9999, 12, 31)}), now=now)
