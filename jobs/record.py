@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from calendars import offer_notices
+from config.dates import plausible
 from config.emails import parse_email
 from config.facts import FactKind
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
@@ -21,7 +22,6 @@ from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
 from jobs.storage.snapshot import load_facts, load_snapshot
 
 # A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
-from config.dates import plausible
 CLOCK_SKEW = timedelta(minutes=5)
 
 
