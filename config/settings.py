@@ -12,14 +12,13 @@ the shipped demo programs, HTTP on loopback.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -30,11 +29,15 @@ from pydantic_settings import (
 )
 
 from config.emails import Email, parse_email
-from config.facts import FactKind
+from config.facts import NOUNS, FactKind
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
 _TOKEN_NAME = re.compile(r"([a-z0-9][a-z0-9_.-]{0,63}):(.+)", re.DOTALL)
+#: An API scope entry that lets a token record every kind of fact.
+EVERY_KIND = "*"
+
+
 # An API scope names kinds of fact by their nouns ("response", "hire"), as the API's paths do.
 Scope = Annotated[FactKind, BeforeValidator(FactKind.from_noun)]
 
@@ -42,13 +45,33 @@ Scope = Annotated[FactKind, BeforeValidator(FactKind.from_noun)]
 def api_token_parts(value: str) -> tuple[str, str]:
     """Split an API token setting ``NAME:SECRET`` into its name and secret.
 
-    A value without a name is a bare secret, named after a prefix of its hash so that the
-    audit trail still tells tokens apart without revealing them.
+    Every token is named: the name is what ``TICKLER_API_SCOPES`` grants kinds to and what the
+    audit trail records. A value that is not ``NAME:SECRET`` with a well-formed name (an
+    unnamed secret, ``HR:…``) raises ValueError, which does not quote the value.
     """
     match = _TOKEN_NAME.fullmatch(value)
-    if match:
-        return match.group(1), match.group(2)
-    return f"token-{hashlib.sha256(value.encode()).hexdigest()[:8]}", value
+    if match is None:
+        raise ValueError(
+            "it is not NAME:SECRET with a NAME of 1 to 64 lowercase letters, digits, '_', '.' "
+            "or '-', starting with a letter or digit"
+        )
+    return match.group(1), match.group(2)
+
+
+def _every_kind(value: Any) -> Any:
+    """Expand ``"*"`` (alone or in a list) to every kind of fact, before the kinds are checked."""
+    if not isinstance(value, dict):
+        return value
+    expanded: dict[Any, Any] = {}
+    for key, scope in value.items():
+        if scope == EVERY_KIND:
+            scope = [EVERY_KIND]
+        if isinstance(scope, list) and EVERY_KIND in scope:
+            # Every kind, and whatever else the list grants that is not a kind of fact.
+            kinds = {EVERY_KIND, *NOUNS, *FactKind}
+            scope = [*FactKind, *(s for s in scope if not (isinstance(s, str) and s in kinds))]
+        expanded[key] = scope
+    return expanded
 
 
 class SettingFileError(SettingsError):
@@ -109,6 +132,9 @@ class Settings(BaseSettings):
         secrets_dir=os.environ.get("TICKLER_SECRETS_DIR")
         or (str(DEFAULT_SECRETS_DIR) if DEFAULT_SECRETS_DIR.is_dir() else None),
         extra="ignore",
+        # A value may be a secret (an API token, a URL with its password): errors name the
+        # setting and say what is wrong, never echo the value.
+        hide_input_in_errors=True,
     )
 
     database_url: str = Field(
@@ -139,15 +165,32 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
-    public_url: str = Field(default="http://127.0.0.1:8080", description="Base of feed URLs")
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base of feed URLs and of redirects: the address users reach",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token /metrics asks for; unset: /metrics is open to who can reach it",
+    )
+    metrics_host: str | None = Field(
+        default=None, description="Listen address of the metrics listener; default: http_host"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this port only (a listener of its own), not on http_port",
+    )
     api_tokens: list[SecretStr] = Field(
         default_factory=list,
         description="JSON API bearer tokens, each NAME:SECRET (the name goes in the audit trail)",
     )
-    api_scopes: dict[str, list[Scope]] = Field(
+    api_scopes: Annotated[dict[str, list[Scope]], BeforeValidator(_every_kind)] = Field(
         default_factory=dict,
-        description='What each named API token may record, e.g. {"hr": ["hire", "termination"]}; '
-        "a token not listed may record every kind",
+        validate_default=True,  # tokens without an entry are refused even when this is unset
+        description='What each named API token may record, e.g. {"hr": ["hire", "termination"]} '
+        'or {"ops": "*"} (every kind); every token needs an entry, every entry a token',
     )
     public_feeds: list[str] = Field(
         default_factory=list,
@@ -208,7 +251,10 @@ class Settings(BaseSettings):
     def _strong_tokens(cls, values: list[SecretStr]) -> list[SecretStr]:
         names: set[str] = set()
         for n, value in enumerate(values, start=1):
-            name, secret = api_token_parts(value.get_secret_value())
+            try:
+                name, secret = api_token_parts(value.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"API token {n}: {exc}") from None
             if len(secret) < API_SECRET_MIN:
                 raise ValueError(
                     f"API token {n} ({name}): the secret needs at least {API_SECRET_MIN} characters"
@@ -217,6 +263,44 @@ class Settings(BaseSettings):
                 raise ValueError(f"API token name {name!r} is used twice")
             names.add(name)
         return values
+
+    @field_validator("api_scopes")
+    @classmethod
+    def _scopes_match_tokens(
+        cls, scopes: dict[str, list[Any]], info: ValidationInfo
+    ) -> dict[str, list[Any]]:
+        # Deny by default: a token may record only what its entry grants, so an entry that
+        # names no token (a typo, "HR" for "hr") would leave a token silently powerless or, if
+        # that token is added later under the name, silently powerful. Both are refused here.
+        tokens = info.data.get("api_tokens")
+        if tokens is None:  # api_tokens is invalid: its own error says why
+            return scopes
+        names = [api_token_parts(t.get_secret_value())[0] for t in tokens]
+        problems = []
+        for key in scopes:
+            if key not in names:
+                like = [n for n in names if n.lower() == key.lower()]
+                if like:
+                    known = f"did you mean {like[0]!r}?"
+                else:
+                    known = f"tokens: {', '.join(names)}" if names else "there are no tokens"
+                problems.append(f"{key!r} names no API token ({known})")
+        for name in names:
+            if name not in scopes:
+                problems.append(
+                    f"API token {name!r} has no entry: list what it may record, e.g. "
+                    f'{{"{name}": ["hire"]}}, or {{"{name}": "*"}} for every kind'
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return scopes
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < API_SECRET_MIN:
+            raise ValueError(f"the token needs at least {API_SECRET_MIN} characters")
+        return value
 
     @field_validator("mail_from")
     @classmethod

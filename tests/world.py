@@ -59,7 +59,7 @@ def settings(db_url: str, tmp_path: Path, **changes: Any) -> Settings:
         "database_url": db_url,
         "maildir": tmp_path / "maildir",
         "api_tokens": [HR_TOKEN, PORTAL_TOKEN, ELECTIONS_ONLY],
-        "api_scopes": {"kiosk": ["election", "withdrawal"]},
+        "api_scopes": {"hr": "*", "portal": "*", "kiosk": ["election", "withdrawal"]},
         "public_feeds": ["program:fcpa:representatives"],
         "feed_check_seconds": 0,  # every request asks the database (see test_http for > 0)
     }

@@ -604,6 +604,7 @@ def test_tickler_run_serves_feeds_api_health_and_metrics_and_stops_on_sigterm(
         "TICKLER_HTTP_PORT": "0",
         "TICKLER_MAILDIR": str(tmp_path / "maildir"),
         "TICKLER_API_TOKENS": json.dumps([HR_TOKEN]),
+        "TICKLER_API_SCOPES": json.dumps({"hr": "*"}),
         "TICKLER_SWEEP_SECONDS": "1",
     }
     log = tmp_path / "daemon.log"

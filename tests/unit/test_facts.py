@@ -67,13 +67,16 @@ def test_the_api_has_one_endpoint_per_kind_named_by_its_noun() -> None:
 
 
 def test_api_scopes_are_nouns() -> None:
-    settings = Settings(api_scopes={"kiosk": ["election", "withdrawal"], "all": list(NOUNS)})
+    tokens = ["kiosk:kiosk-secret-0123456789", "all:all-secret-0123456789"]
+    settings = Settings(
+        api_tokens=tokens, api_scopes={"kiosk": ["election", "withdrawal"], "all": list(NOUNS)}
+    )
     assert settings.api_scopes == {
         "kiosk": [FactKind.ELECTION, FactKind.WITHDRAWAL],
         "all": list(FactKind),
     }
     with pytest.raises(ValidationError, match=r"api_scopes\.kiosk\.1\n.*'fcpa_ack' is not a kind"):
-        Settings(api_scopes={"kiosk": ["election", "fcpa_ack"]})
+        Settings(api_tokens=tokens[:1], api_scopes={"kiosk": ["election", "fcpa_ack"]})
 
 
 def test_the_snapshot_reads_every_kind_of_fact_as_stored() -> None:

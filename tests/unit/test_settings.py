@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from config.facts import FactKind
 from config.settings import SettingFileError, Settings
 
 
@@ -48,6 +51,7 @@ def test_a_file_is_parsed_like_the_variable(
     tokens = secret(tmp_path, "tokens", '["hr:hr-secret-0123456789", "ops:ops-secret-0123456789"]')
     port = secret(tmp_path, "port", "9090\n")
     monkeypatch.setenv("tickler_api_tokens_file", str(tokens))  # names are case-insensitive
+    monkeypatch.setenv("TICKLER_API_SCOPES", '{"hr": ["hire"], "ops": "*"}')
     monkeypatch.setenv("TICKLER_HTTP_PORT_FILE", str(port))
     settings = Settings()
     assert [t.get_secret_value() for t in settings.api_tokens] == [
@@ -119,3 +123,78 @@ def test_unrecorded_sends_bounds(
             Settings()
     else:
         assert Settings().unrecorded_sends == accepted
+
+
+# API scopes fail closed --------------------------------------------------------------------
+
+HR, OPS = "hr:hr-secret-0123456789", "ops:ops-secret-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "scopes", "message"),
+    [
+        # A token without an entry used to record every kind.
+        ([HR], "{}", "API token 'hr' has no entry"),
+        ([HR, OPS], '{"hr": ["hire"]}', "API token 'ops' has no entry"),
+        # An entry naming no token (a typo, another case) used to be ignored.
+        (
+            [HR],
+            '{"hr": ["hire"], "HR": ["election"]}',
+            "'HR' names no API token (did you mean 'hr'?)",
+        ),
+        ([HR], '{"hr": ["hire"], "h r": ["hire"]}', "'h r' names no API token (tokens: hr)"),
+        ([], '{"kiosk": ["election"]}', "'kiosk' names no API token (there are no tokens)"),
+    ],
+    ids=["no-entry", "one-of-two", "other-case", "typo", "no-tokens"],
+)
+def test_api_scopes_fail_closed(
+    monkeypatch: pytest.MonkeyPatch, tokens: list[str], scopes: str, message: str
+) -> None:
+    monkeypatch.setenv("TICKLER_API_TOKENS", json.dumps(tokens))
+    monkeypatch.setenv("TICKLER_API_SCOPES", scopes)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("api_scopes",)
+    assert message in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "HR:hr-secret-0123456789",  # used to be taken whole as an unnamed secret
+        "hr team:hr-secret-0123456789",
+        "-hr:hr-secret-0123456789",
+        "hr-secret-0123456789",  # no name at all: nothing to scope, nothing to audit
+    ],
+)
+def test_a_malformed_token_name_is_an_error_that_does_not_show_the_secret(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("TICKLER_API_TOKENS", json.dumps([HR, token]))
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("api_tokens",)
+    assert error["msg"].startswith("Value error, API token 2: it is not NAME:SECRET")
+    assert "secret" not in str(caught.value).replace("NAME:SECRET", "")
+
+
+def test_api_scopes_grant_kinds_or_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKLER_API_TOKENS", json.dumps([HR, OPS, "audit:audit-secret-0123456"]))
+    monkeypatch.setenv("TICKLER_API_SCOPES", '{"hr": ["hire"], "ops": "*", "audit": []}')
+    settings = Settings()
+    assert settings.api_scopes == {"hr": [FactKind.HIRE], "ops": list(FactKind), "audit": []}
+
+
+def test_the_command_names_the_setting_and_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli.main import cli
+
+    monkeypatch.setenv("TICKLER_API_TOKENS", json.dumps([HR]))
+    monkeypatch.setenv("TICKLER_API_SCOPES", '{"HR": ["hire"]}')
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 2
+    assert "error: setting TICKLER_API_SCOPES: " in result.output
+    assert "'HR' names no API token (did you mean 'hr'?)" in result.output
