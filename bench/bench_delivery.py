@@ -41,11 +41,12 @@ from typing import TypeVar
 
 import aiosmtplib
 
+from calendars.notices import Notice
 from config.settings import Settings
 from jobs.deliver import DeliveryOptions, compose
 from jobs.mail.mime import OutgoingMessage, envelope_recipients, envelope_sender, mime_bytes
 from jobs.storage.db import begin_write, make_engine, session_factory, upgrade
-from jobs.storage.outbox import ClaimedMessage, PlannedMessage, counts, enqueue
+from jobs.storage.outbox import counts, enqueue
 from scheduler.daemon.service import Service
 
 TARGET = 0.8
@@ -89,15 +90,14 @@ Prepared = tuple[bytes, str, list[str]]
 Item = TypeVar("Item")
 
 
-def planned(count: int, tag: str) -> list[PlannedMessage]:
-    """Return ``count`` CMRT requests due at NOW, Message-IDs ``TAG.N@tickler``."""
+def planned(count: int, tag: str) -> list[Notice]:
+    """Return ``count`` CMRT requests due at NOW, Message-IDs ``HASH.bench-TAG@tickler``."""
     return [
-        PlannedMessage(
-            identity=f"bench/{tag}/supplier:S{n:06d}/request/wave-1",
-            message_id=f"{tag}.{n:06d}@tickler",
-            program="bench",
+        Notice(
+            program=f"bench-{tag}",
             occurrence="2016",
             person_id=None,
+            recipient_key=f"supplier:S{n:06d}",
             recipient=f"s{n:06d}@example.com",
             job="cmrt_request",
             step="request/wave-1",
@@ -110,38 +110,17 @@ def planned(count: int, tag: str) -> list[PlannedMessage]:
                 "wave": "wave-1",
                 "response_due": "2017-02-10",
             },
-            due_at=NOW,
-            expires_at=NOW + timedelta(days=140),
+            due=NOW,
+            expires=NOW + timedelta(days=140),
         )
         for n in range(count)
     ]
 
 
-def outgoing(messages: Sequence[PlannedMessage]) -> list[OutgoingMessage]:
+def outgoing(messages: Sequence[Notice]) -> list[OutgoingMessage]:
     """Return each message rendered as the daemon renders it, not yet built."""
     options = DeliveryOptions(sender=SENDER)
-    out = []
-    for n, m in enumerate(messages):
-        claimed = ClaimedMessage(
-            id=n,
-            identity=m.identity,
-            message_id=m.message_id,
-            program=m.program,
-            occurrence=m.occurrence,
-            person_id=m.person_id,
-            recipient=m.recipient,
-            job=m.job,
-            step=m.step,
-            template=m.template,
-            context=m.context,
-            due_at=m.due_at,
-            expires_at=m.expires_at,
-            attempts=1,
-            lease_owner="bench",
-            lease_until=NOW,
-        )
-        out.append(compose(claimed, dict(m.context), options))
-    return out
+    return [compose(m, dict(m.context), options) for m in messages]
 
 
 def build(email: OutgoingMessage) -> Prepared:
@@ -212,7 +191,7 @@ async def bare_loop(
 
 
 async def daemon_path(
-    port: int, folder: Path, messages: list[PlannedMessage], connections: int, meter: Meter
+    port: int, folder: Path, messages: list[Notice], connections: int, meter: Meter
 ) -> int:
     """Enqueue ``messages`` in a fresh SQLite file and deliver them; return the errors."""
     url = f"sqlite:///{folder / 'bench.db'}"
@@ -282,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{meter.server_cpu / n * 1e6:4.0f} µs in the server"
             )
         sent = log.read_text().split()
-        seen = Counter(line.split(".", 1)[0] for line in sent)
+        seen = Counter(line.split(".", 1)[1].split("@")[0] for line in sent)  # by program
         expected = n * len(rates)
         if len(set(sent)) != expected or len(sent) != expected:
             print(f"the server got {dict(seen)} ({len(set(sent))} distinct), expected {expected}")

@@ -114,7 +114,14 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notice:
-    """One message a program calls for. ``identity`` is program/occurrence/recipient/step."""
+    """One message a program calls for, and the outbox row that sends it.
+
+    ``identity`` is program/occurrence/recipient_key/step: planning the same message twice
+    gives the same identity, which the outbox stores once. The outbox keeps every field as it
+    is and a claim gives the same ``Notice`` back (``jobs.storage.outbox``), so a new field is
+    declared here and nowhere else but its column. ``context`` must be JSON-serialisable (dates
+    as ISO text); ``expires`` is when sending loses its purpose.
+    """
 
     program: str
     occurrence: str
@@ -129,8 +136,9 @@ class Notice:
     expires: datetime
 
     def __post_init__(self) -> None:
-        if self.due.tzinfo is None or self.expires.tzinfo is None:
-            raise ValueError(f"{self.identity}: naive due or expiry")
+        for name, value in (("due", self.due), ("expires", self.expires)):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(f"{self.identity}: {name} {value.isoformat()} is naive")
 
     @property
     def identity(self) -> str:

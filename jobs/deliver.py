@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from calendars.events import Audience, Event, EventKind, event_from_dict
 from calendars.ical import FeedItem, render_invitation
+from calendars.notices import Notice
 from jobs.digest import digest_context
 from jobs.mail.mime import OutgoingMessage
 from jobs.mail.transport import DeliveryStatus, Transport
@@ -102,10 +103,8 @@ def backoff_delay(
     return half + half * rand()
 
 
-def compose(
-    message: outbox.ClaimedMessage, context: dict[str, Any], options: DeliveryOptions
-) -> OutgoingMessage:
-    """Render a claimed row into an email (with a calendar invitation for meetings)."""
+def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) -> OutgoingMessage:
+    """Render a claimed message into an email (with a calendar invitation for meetings)."""
     rendered = render(message.template, context, options.template_dir)
     calendar: bytes | None = None
     if message.job in ("presentation_invitation", "presentation_cancellation"):
@@ -122,7 +121,7 @@ def compose(
     )
 
 
-def _invitation(message: outbox.ClaimedMessage, context: dict[str, Any], organizer: str) -> bytes:
+def _invitation(message: Notice, context: dict[str, Any], organizer: str) -> bytes:
     """Render the calendar part of a meeting's invitation or cancellation.
 
     The planner puts the calendar's own event in the context, so the invitation is the feed's
@@ -138,7 +137,7 @@ def _invitation(message: outbox.ClaimedMessage, context: dict[str, Any], organiz
     item = FeedItem(
         event=event,
         sequence=int(context["sequence"]),
-        last_modified=datetime.fromisoformat(modified) if modified else message.due_at,
+        last_modified=datetime.fromisoformat(modified) if modified else message.due,
         cancelled=cancel,
     )
     return render_invitation(
@@ -149,7 +148,7 @@ def _invitation(message: outbox.ClaimedMessage, context: dict[str, Any], organiz
     )
 
 
-def _planned_without_event(message: outbox.ClaimedMessage, context: dict[str, Any]) -> Event:
+def _planned_without_event(message: Notice, context: dict[str, Any]) -> Event:
     """Rebuild the event of a row planned before invitations carried it (still pending after
     an upgrade): the uid and SEQUENCE match the feed's; the text and a cancellation's times
     are only what the old context held."""
@@ -403,15 +402,16 @@ class _Recorder:
 
 def _delivered(outcome: _Outcome, message: outbox.ClaimedMessage, recorded: bool) -> Delivered:
     assert outcome.kind != "released"  # given back unsent: not an outcome
+    notice = message.notice
     return Delivered(
         outcome=outcome.kind,
-        identity=message.identity,
-        message_id=message.message_id,
-        program=message.program,
-        job=message.job,
-        recipient=message.recipient,
-        due_at=message.due_at,
-        at=outcome.when or outcome.at or message.due_at,
+        identity=notice.identity,
+        message_id=notice.message_id,
+        program=notice.program,
+        job=notice.job,
+        recipient=notice.recipient,
+        due_at=notice.due,
+        at=outcome.when or outcome.at or notice.due,
         attempt=message.attempts,
         code=outcome.code,
         detail=outcome.detail,
@@ -444,18 +444,16 @@ async def _deliver_one(
     now: datetime,
     clock: Callable[[], datetime] | None = None,
 ) -> _Outcome:
-    mid, lease = message.id, message.lease
+    mid, lease, notice = message.id, message.lease, message.notice
     seen = partial(_Outcome, message=message, when=now)
-    if message.expires_at is not None and now >= message.expires_at:
-        reason = (
-            f"expired {message.expires_at.isoformat()}: lost its purpose before it could be sent"
-        )
+    if now >= notice.expires:
+        reason = f"expired {notice.expires.isoformat()}: lost its purpose before it could be sent"
         return seen(
             "skipped", lambda s: outbox.mark_skipped(s, mid, lease, reason, now), detail=reason
         )
     try:
-        context = dict(message.context)
-        if message.job == "digest":
+        context = dict(notice.context)
+        if notice.job == "digest":
             digest = await asyncio.to_thread(_digest, factory, context, now)
             if digest is None:
                 return seen(
@@ -464,7 +462,7 @@ async def _deliver_one(
                     detail="nothing to report",
                 )
             context = digest
-        email = compose(message, context, options)
+        email = compose(notice, context, options)
     except (TemplateError, ValueError, KeyError) as exc:
         error = f"cannot compose: {exc}"
         return seen(
@@ -474,7 +472,7 @@ async def _deliver_one(
     # The server's answer came now: lateness runs from the due time to here, not to the claim.
     answered = partial(seen, code=result.code, when=clock() if clock is not None else now)
     if result.status is DeliveryStatus.SENT:
-        return answered("sent", id=mid, job=message.job, lease=lease, at=now)
+        return answered("sent", id=mid, job=notice.job, lease=lease, at=now)
     if result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
         retry_at = now + backoff_delay(message.attempts, options)
         detail = result.detail

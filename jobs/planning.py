@@ -21,7 +21,6 @@ from calendars.notices import Notice, ObligationState, Snapshot, Team
 from calendars.versions import Revision, revise
 from config.programs import Program
 from jobs.storage import Session, obligations, outbox, versions
-from jobs.storage.outbox import PlannedMessage
 from jobs.storage.snapshot import load_snapshot
 
 # Notices that had already expired this long before they were first planned are history
@@ -105,7 +104,7 @@ def write(session: Session, result: PlanResult, now: datetime) -> PlanReport:
     """Store ``result``: revisions, new and changed messages, cancellations, obligations."""
     for scope, rows in result.revisions.items():
         versions.write(session, scope, rows)
-    report = outbox.enqueue(session, [to_planned(n) for n in result.notices], now)
+    report = outbox.enqueue(session, result.notices, now)
     cancelled = outbox.cancel_pending_by_kind(session, result.cancel, "no longer planned", now)
     obligations.store(session, result.obligations, now)
     return PlanReport(
@@ -131,23 +130,6 @@ def replan(
     inputs = load(session, programs, team)
     result = compute(inputs, programs=programs, team=team, zone=zone, now=now)
     return write(session, result, now)
-
-
-def to_planned(notice: Notice) -> PlannedMessage:
-    return PlannedMessage(
-        identity=notice.identity,
-        message_id=notice.message_id,
-        program=notice.program,
-        occurrence=notice.occurrence,
-        person_id=notice.person_id,
-        recipient=notice.recipient,
-        job=notice.job,
-        step=notice.step,
-        template=notice.template,
-        context=dict(notice.context),
-        due_at=notice.due,
-        expires_at=notice.expires,
-    )
 
 
 def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:

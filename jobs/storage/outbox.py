@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -49,6 +49,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from calendars.notices import Notice
 from jobs.storage.db import OutboxMessage, OutboxState, begin_immediate, dialect_name
 
 # Rows per INSERT / IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535 bind
@@ -60,31 +61,14 @@ _T = TypeVar("_T")
 _c = OUTBOX.c
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlannedMessage:
-    """A message the planner wants sent; ``identity`` makes planning it twice harmless.
-
-    ``context`` must be JSON-serialisable (strings, numbers, lists, dicts): dates and
-    datetimes go in as ISO strings. ``expires_at`` is when sending loses its purpose.
-    """
-
-    identity: str
-    message_id: str
-    program: str
-    occurrence: str
-    person_id: int | None
-    recipient: str
-    job: str
-    step: str
-    template: str
-    context: dict[str, Any]
-    due_at: datetime
-    expires_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        _require_aware("due_at", self.due_at)
-        if self.expires_at is not None:
-            _require_aware("expires_at", self.expires_at)
+# A message is the core's ``Notice`` as it is: the outbox stores each of its fields in the
+# column of the same name, except these two, and ``recipient_key``, which is part of the stored
+# ``identity`` (with ``message_id``, derived from it). A new field of ``Notice`` needs its
+# column and a migration, nothing here.
+_COLUMNS = {"due": "due_at", "expires": "expires_at"}
+_STORED = [
+    (f.name, _COLUMNS.get(f.name, f.name)) for f in fields(Notice) if f.name != "recipient_key"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +87,11 @@ class Lease:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimedMessage:
-    """A row this worker holds the lease on, detached from any session."""
+    """A row this worker holds the lease on, detached from any session: the planned
+    ``notice`` as it was stored, and the claim's own fields."""
 
     id: int
-    identity: str
-    message_id: str
-    program: str
-    occurrence: str
-    person_id: int | None
-    recipient: str
-    job: str
-    step: str
-    template: str
-    context: dict[str, Any]
-    due_at: datetime
-    expires_at: datetime | None
+    notice: Notice
     attempts: int
     lease_owner: str
     lease_until: datetime
@@ -134,7 +108,7 @@ class EnqueueReport:
     unchanged: int
 
 
-def enqueue(session: Session, planned: Iterable[PlannedMessage], now: datetime) -> EnqueueReport:
+def enqueue(session: Session, planned: Iterable[Notice], now: datetime) -> EnqueueReport:
     """Insert the planned messages that are new; refresh the ones still pending.
 
     New identities are inserted with ``INSERT … ON CONFLICT (identity) DO NOTHING``, so two
@@ -183,20 +157,12 @@ def enqueue(session: Session, planned: Iterable[PlannedMessage], now: datetime) 
     )
 
 
-def _row(message: PlannedMessage, now: datetime) -> dict[str, Any]:
-    return {
+def _row(message: Notice, now: datetime) -> dict[str, Any]:
+    row = {column: getattr(message, name) for name, column in _STORED}
+    return row | {
         "identity": message.identity,
         "message_id": message.message_id,
-        "program": message.program,
-        "occurrence": message.occurrence,
-        "person_id": message.person_id,
-        "recipient": message.recipient,
-        "job": message.job,
-        "step": message.step,
-        "template": message.template,
         "context": _json(message.context),
-        "due_at": message.due_at,
-        "expires_at": message.expires_at,
         "state": OutboxState.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
@@ -205,15 +171,15 @@ def _row(message: PlannedMessage, now: datetime) -> dict[str, Any]:
     }
 
 
-def _change(row: Row[*tuple[Any, ...]], message: PlannedMessage) -> dict[str, Any] | None:
+def _change(row: Row[*tuple[Any, ...]], message: Notice) -> dict[str, Any] | None:
     context = _json(message.context)
-    planned = (message.due_at, message.expires_at, message.template, context)
+    planned = (message.due, message.expires, message.template, context)
     if (row.due_at, row.expires_at, row.template, row.context) == planned:
         return None
     return {
         "b_id": row.id,
-        "b_due_at": message.due_at,
-        "b_expires_at": message.expires_at,
+        "b_due_at": message.due,
+        "b_expires_at": message.expires,
         "b_template": message.template,
         "b_context": context,
     }
@@ -352,33 +318,39 @@ def claim_due(
         )
         .returning(*_CLAIMED_COLUMNS)
     )
-    claimed = [
-        ClaimedMessage(**dict(zip(_CLAIMED_KEYS, row, strict=True)))
-        for row in session.execute(stmt)
-    ]
-    claimed.sort(key=lambda m: (m.due_at, m.id))  # RETURNING has no order
+    claimed = [_claimed(row) for row in session.execute(stmt)]
+    claimed.sort(key=lambda m: (m.notice.due, m.id))  # RETURNING has no order
     return claimed
+
+
+def _claimed(row: Row[*tuple[Any, ...]]) -> ClaimedMessage:
+    stored = row._mapping
+    values = {name: stored[column] for name, column in _STORED}
+    # identity is "program/occurrence/recipient_key/step" and the other three are columns of
+    # their own, so the key is what lies between them, whatever characters it holds.
+    head = f"{values['program']}/{values['occurrence']}/"
+    tail = f"/{values['step']}"
+    identity: str = stored["identity"]
+    if not (identity.startswith(head) and identity.endswith(tail)):
+        raise ValueError(f"outbox row {row.id}: identity {identity!r} is not {head}KEY{tail}")
+    notice = Notice(recipient_key=identity[len(head) : len(identity) - len(tail)], **values)
+    return ClaimedMessage(
+        id=row.id,
+        notice=notice,
+        attempts=row.attempts,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+    )
 
 
 _CLAIMED_COLUMNS = [
     _c.id,
     _c.identity,
-    _c.message_id,
-    _c.program,
-    _c.occurrence,
-    _c.person_id,
-    _c.recipient,
-    _c.job,
-    _c.step,
-    _c.template,
-    _c.context,
-    _c.due_at,
-    _c.expires_at,
+    *(_c[column] for _, column in _STORED),
     _c.attempts,
     _c.lease_owner,
     _c.lease_until,
 ]
-_CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
 
 
 def mark_sent(session: Session, id: int, lease: Lease, now: datetime) -> bool:
@@ -552,6 +524,15 @@ def counts(session: Session, program: str | None = None) -> dict[OutboxState, in
     return result
 
 
+def sent_since(session: Session, program: str, since: datetime) -> int:
+    """Count the messages of ``program`` sent at or after ``since``, or claimed since then and
+    maybe on the wire: what may already have reached someone."""
+    sent = (_c.state == OutboxState.SENT) & (_c.sent_at >= since)
+    claimed = (_c.state == OutboxState.CLAIMED) & (_c.updated_at >= since)
+    stmt = select(func.count()).where(_c.program == program, sent | claimed)
+    return int(session.scalar(stmt) or 0)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -569,10 +550,10 @@ def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
         yield items[start : start + CHUNK]
 
 
-def _json(context: dict[str, Any]) -> Any:
+def _json(context: Mapping[str, Any]) -> Any:
     # What the database will give back: compare like with like (tuples become lists, and a
     # non-serialisable value fails here, naming itself, not deep inside the driver).
-    return json.loads(json.dumps(context))
+    return json.loads(json.dumps(dict(context)))
 
 
 def _require_aware(name: str, value: datetime) -> None:

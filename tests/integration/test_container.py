@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -344,7 +345,6 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
         "TICKLER_LOG_LEVEL": "INFO",
     }
     log_path = tmp_path / "tickler.log"
-    has_http = any(venv.glob("lib/python*/site-packages/scheduler/http.py"))
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
             [str(tickler), "run"],
@@ -355,9 +355,12 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            if has_http:
-                healthz = f"http://127.0.0.1:{port}/healthz"
-                wait_for(lambda: get(healthz) == 200, "200 from /healthz", 30, process)
+            healthz = f"http://127.0.0.1:{port}/healthz"
+            wait_for(lambda: get(healthz) == 200, "200 from /healthz", 30, process)
+            # /metrics from the installed dependencies (prometheus_client is declared).
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                names = {f.name for f in text_string_to_metric_families(page.read().decode())}
+            assert {"tickler_build_info", "process_cpu_seconds", "tickler_messages"} <= names
             wait_for(database.exists, "SQLite file", 30, process)
             wait_for(lambda: logged(log_path.read_text(), "started"), "action=started", 30, process)
             process.send_signal(signal.SIGTERM)
@@ -369,6 +372,8 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
     output = log_path.read_text()
     assert code == 0, output
     assert logged(output, "stopped"), output
+    # Written to a file, not a terminal: one JSON object per line.
+    assert all(line.startswith("{") for line in output.splitlines() if line), output
 
 
 def assert_package_data_in(wheel: Path) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from calendars.notices import Notice
 from jobs.storage import outbox
 from jobs.storage.db import (
     Base,
@@ -31,10 +32,10 @@ from jobs.storage.db import (
     session_factory,
     upgrade,
 )
-from jobs.storage.outbox import PlannedMessage
 
 T0 = datetime(2017, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
+EXPIRES = T0 + timedelta(days=365)
 TABLES = {
     "people",
     "option_grants",
@@ -46,26 +47,22 @@ TABLES = {
 }
 
 
-def planned(
-    n: int, *, due_at: datetime = T0, job: str = "cmrt_follow_up", **kw: Any
-) -> PlannedMessage:
-    identity = kw.pop("identity", f"cm/2016/supplier{n}@example.com/{job}")
+def planned(n: int, *, due: datetime = T0, job: str = "cmrt_follow_up", **kw: Any) -> Notice:
     fields: dict[str, Any] = {
-        "identity": identity,
-        "message_id": f"<{identity.replace('/', '.')}@tickler.test>",
         "program": "cm",
         "occurrence": "2016",
         "person_id": None,
+        "recipient_key": f"supplier{n}@example.com",
         "recipient": f"supplier{n}@example.com",
         "job": job,
         "step": job,
         "template": "cmrt_follow_up",
         "context": {"n": n, "wave": "1"},
-        "due_at": due_at,
-        "expires_at": None,
+        "due": due,
+        "expires": EXPIRES,
     }
     fields.update(kw)
-    return PlannedMessage(**fields)
+    return Notice(**fields)
 
 
 def row(session: Session, identity: str) -> OutboxMessage:
@@ -191,7 +188,7 @@ def test_enqueue_updates_a_pending_row_whose_plan_changed(session: Session) -> N
     later = T0 + timedelta(days=7)
     report = outbox.enqueue(
         session,
-        [planned(1, due_at=later), planned(2, context={"n": 2, "wave": "2"})],
+        [planned(1, due=later), planned(2, context={"n": 2, "wave": "2"})],
         T0 + timedelta(hours=1),
     )
     session.commit()
@@ -207,7 +204,7 @@ def test_enqueue_never_touches_a_sent_row(engine: Engine, session: Session) -> N
     [claimed] = claims(engine, "w1")
     with session.begin():
         assert outbox.mark_sent(session, claimed.id, claimed.lease, T0)
-    report = outbox.enqueue(session, [planned(1, due_at=T0 + timedelta(days=1))], T0)
+    report = outbox.enqueue(session, [planned(1, due=T0 + timedelta(days=1))], T0)
     session.commit()
     assert (report.inserted, report.updated, report.unchanged) == (0, 0, 1)
     stored = row(session, planned(1).identity)
@@ -230,7 +227,7 @@ def test_two_planners_at_once_make_one_row(engine: Engine) -> None:
 
 
 def _enqueue_in_new_transaction(
-    factory: sessionmaker[Session], message: PlannedMessage
+    factory: sessionmaker[Session], message: Notice
 ) -> outbox.EnqueueReport:
     with begin_write(factory) as s:
         return outbox.enqueue(s, [message], T0)
@@ -251,25 +248,26 @@ def test_enqueue_refuses_an_identity_twice_in_one_batch(session: Session) -> Non
 
 
 def test_planned_message_refuses_naive_instants() -> None:
-    with pytest.raises(ValueError, match="due_at"):
-        planned(1, due_at=datetime(2017, 5, 1))
-    with pytest.raises(ValueError, match="expires_at"):
-        planned(1, expires_at=datetime(2017, 5, 1))
+    with pytest.raises(ValueError, match="due 2017-05-01T00:00:00 is naive"):
+        planned(1, due=datetime(2017, 5, 1))
+    with pytest.raises(ValueError, match="expires 2017-05-01T00:00:00 is naive"):
+        planned(1, expires=datetime(2017, 5, 1))
 
 
 # --- claims ----------------------------------------------------------------------------------
 
 
 def test_claim_takes_due_rows_in_order_and_never_twice(engine: Engine, session: Session) -> None:
-    batch = [planned(n, due_at=T0 - timedelta(minutes=n)) for n in range(10)]
-    batch.append(planned(99, due_at=T0 + timedelta(seconds=1)))  # not due yet
+    batch = [planned(n, due=T0 - timedelta(minutes=n)) for n in range(10)]
+    batch.append(planned(99, due=T0 + timedelta(seconds=1)))  # not due yet
     outbox.enqueue(session, batch, T0 - timedelta(days=1))
     session.commit()
 
     with session_factory(engine).begin() as s:
         first = outbox.claim_due(s, now=T0, owner="a", lease=LEASE, limit=6)
-    assert [m.due_at for m in first] == sorted(m.due_at for m in first)
-    assert first[0].due_at == T0 - timedelta(minutes=9)
+    assert [m.notice.due for m in first] == sorted(m.notice.due for m in first)
+    assert first[0].notice.due == T0 - timedelta(minutes=9)
+    assert first[0].notice == batch[9]  # the planned message, as it was planned
     assert {(m.lease_owner, m.lease_until, m.attempts) for m in first} == {("a", T0 + LEASE, 1)}
 
     second = claim(engine, "b")
@@ -439,7 +437,7 @@ def test_cancel_pending_except_keeps_the_plan_and_its_scope(
 ) -> None:
     follow_ups = [planned(n) for n in range(5)]
     escalation = planned(0, job="cmrt_escalation")
-    other_year = planned(0, occurrence="2017", identity="cm/2017/supplier0@example.com/x")
+    other_year = planned(0, occurrence="2017", step="x")
     outbox.enqueue(session, [*follow_ups, escalation, other_year], T0)
     session.commit()
     [sent] = claims(engine, "w", limit=1)  # follow-up 0 (lowest id) is claimed, then sent
@@ -470,10 +468,12 @@ def test_next_due_at_and_counts(engine: Engine, session: Session) -> None:
     assert outbox.next_due_at(session) is None
     outbox.enqueue(
         session,
-        [planned(1, due_at=T0 + timedelta(days=2)), planned(2, due_at=T0 + timedelta(days=1))],
+        [planned(1, due=T0 + timedelta(days=2)), planned(2, due=T0 + timedelta(days=1))],
         T0,
     )
-    outbox.enqueue(session, [planned(3, program="fcpa", identity="fcpa/2027/x/ack")], T0)
+    outbox.enqueue(
+        session, [planned(3, program="fcpa", occurrence="2027", recipient_key="x", step="ack")], T0
+    )
     session.commit()
     assert outbox.next_due_at(session) == T0
     session.rollback()
