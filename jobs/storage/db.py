@@ -324,6 +324,22 @@ class FeedToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class PlanningSkip(Base):
+    """A program, or one person under a program, that the last plan left out: its rules raised.
+
+    Planning rewrites a program's rows each time it plans it; ``tickler status`` reads them.
+    ``person`` is the person's key (``employee:E1001``), or "" when the whole program was left
+    out; ``since`` is when the skip was first seen, kept while it lasts.
+    """
+
+    __tablename__ = "planning_skips"
+
+    program: Mapped[str] = mapped_column(PROGRAM, primary_key=True)
+    person: Mapped[str] = mapped_column(String(200), primary_key=True)
+    error: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime]
+
+
 # ---------------------------------------------------------------------------------------------
 # Engine and sessions
 

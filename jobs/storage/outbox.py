@@ -231,12 +231,20 @@ def cancel_pending_by_kind(
     return cancelled
 
 
-def pending_identities(session: Session, programs: AbstractSet[str]) -> set[str]:
-    """Return the identities of every pending message of ``programs``."""
-    rows = session.scalars(
-        select(_c.identity).where(_c.state == OutboxState.PENDING, _c.program.in_(list(programs)))
+def pending_owners(
+    session: Session, programs: AbstractSet[str]
+) -> dict[str, tuple[str, int | None]]:
+    """Return the (program, person id) of every pending message of ``programs``, by identity.
+
+    Planning cancels what it no longer plans, except the messages of a program or a person it
+    had to leave out: those are what it cannot decide about.
+    """
+    rows = session.execute(
+        select(_c.identity, _c.program, _c.person_id).where(
+            _c.state == OutboxState.PENDING, _c.program.in_(list(programs))
+        )
     )
-    return set(rows)
+    return {identity: (program, person_id) for identity, program, person_id in rows}
 
 
 def cancel_pending_except(

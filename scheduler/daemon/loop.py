@@ -41,7 +41,12 @@ def clock_from(start: datetime) -> Clock:
 
 
 class Daemon:
-    """Run ticks until ``stop`` is set; a tick plans (when asked) then delivers what is due."""
+    """Run ticks until ``stop`` is set; a tick plans (when asked) then delivers what is due.
+
+    A plan that fails does not stop the delivery of its tick: what is due was planned before
+    and must go out. The plan is owed again (the next tick retries it) and ``plan_error``
+    says why until a plan succeeds; ``/readyz`` shows it.
+    """
 
     def __init__(
         self, service: Service, *, clock: Clock = utc_now, sweep: float = 60.0, poll: float = 1.0
@@ -54,6 +59,7 @@ class Daemon:
         self.running = False
         self.ticks = 0
         self.failing = False
+        self.plan_error: str | None = None  # why the last plan failed; None once one succeeds
         self._replan_owed = False
         self._lock = asyncio.Lock()
         self._last_event = -1
@@ -125,13 +131,13 @@ class Daemon:
             if self.stop.is_set():  # stopped while waiting for the tick in flight
                 return None
             replan = replan or self._replan_owed
+            self._replan_owed = False
             try:
                 report = await self._tick(replan)
             except Exception as exc:  # database or network down: the sweep retries
                 self._replan_owed = self._replan_owed or replan
                 self._trouble(exc)
                 return None
-            self._replan_owed = False
             if self.failing:
                 log.info("recovered", extra={"action": "recovered", "owner": self.service.owner})
                 self.failing = False
@@ -142,7 +148,7 @@ class Daemon:
         metrics = self.service.metrics
         with metrics.tick_seconds.labels(metrics.owner).time():
             if replan:
-                await self.service.plan(now)
+                await self._plan(now)
             report = await self.service.deliver(now, stop=self.stop, clock=self.clock)
         self.ticks += 1
         metrics.ticks.labels(metrics.owner).inc()
@@ -156,6 +162,28 @@ class Daemon:
                 self.tick, "date", run_date=utc_now() + delay, id="wake", replace_existing=True
             )
         return report
+
+    async def _plan(self, now: datetime) -> None:
+        """Plan at ``now``; when that fails, log it (once, until a plan succeeds again), owe
+        the plan to the next tick and return: the tick delivers what is due all the same."""
+        try:
+            await self.service.plan(now)
+        except Exception as exc:
+            self._replan_owed = True
+            if self.plan_error is None:
+                log.error(
+                    "planning failed",
+                    exc_info=exc,
+                    extra={"action": "planning_failed", "owner": self.service.owner},
+                )
+            self.plan_error = f"{type(exc).__name__}: {exc}"[:300]
+            return
+        if self.plan_error is not None:
+            log.info(
+                "planning recovered",
+                extra={"action": "planning_recovered", "owner": self.service.owner},
+            )
+            self.plan_error = None
 
 
 @dataclass(slots=True)

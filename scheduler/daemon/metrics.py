@@ -124,6 +124,14 @@ class Metrics:
             mine,
             registry=registry,
         )
+        self.planning_skips = Counter(
+            "tickler_planning_skips",
+            "Programs (what=program), or people under a program (what=person), that a plan left "
+            "out because their rules raised; counted on every plan until the row is fixed "
+            "(tickler status and /readyz name them).",
+            [*mine, "program", "what"],
+            registry=registry,
+        )
         self.ticks = Counter("tickler_scheduler_ticks", "Daemon ticks.", mine, registry=registry)
         self.running = Gauge(
             "tickler_scheduler_running", "1 while the scheduler runs.", mine, registry=registry
@@ -148,6 +156,10 @@ class Metrics:
             self.lateness.labels(owner, outcome.program).observe(max(lateness, 0.0))
         if not outcome.recorded:
             self.lost_leases.labels(owner).inc()
+
+    def skipped(self, program: str, what: str) -> None:
+        """Count one program or person a plan left out (``what``: "program" or "person")."""
+        self.planning_skips.labels(self.owner, program, what).inc()
 
     def cancelled(self, counts: Iterable[tuple[tuple[str, str], int]]) -> None:
         """Count messages planning cancelled, by (program, kind)."""

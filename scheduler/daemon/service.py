@@ -30,6 +30,7 @@ from jobs.storage.db import (
     sqlite_path,
     upgrade,
 )
+from jobs.storage.skips import Skipped
 from scheduler.daemon.logs import log_delivered
 from scheduler.daemon.metrics import Metrics
 
@@ -89,6 +90,8 @@ class Service:
             compliance_officer=settings.compliance_officer_email,
         )
         self.metrics = Metrics(self.owner)
+        # What the last plan of each program left out, by (program, person): /readyz shows it.
+        self.skipped: dict[tuple[str, str], Skipped] = {}
         self._lock_file: IO[str] | None = None
 
     @property
@@ -145,6 +148,7 @@ class Service:
         finally:
             self.metrics.plan_seconds.labels(self.owner).observe(time.perf_counter() - started)
         self.metrics.cancelled(report.cancelled_by.items())
+        self._left_out({p.id for p in programs}, report.skipped)
         if report.inserted or report.cancelled or report.updated:
             log.info(
                 "planned",
@@ -158,6 +162,37 @@ class Service:
                 },
             )
         return report
+
+    def _left_out(self, planned: set[str], skipped: Sequence[Skipped]) -> None:
+        """Count what the plan of ``planned`` left out; log each skip when it starts and ends
+        (not on every sweep: a bad row stays bad until someone fixes it)."""
+        fresh = {(s.program, s.person): s for s in skipped}
+        before = {key: s for key, s in self.skipped.items() if key[0] in planned}
+        for key, skip in fresh.items():
+            self.metrics.skipped(skip.program, "person" if skip.person else "program")
+            if key not in before or before[key].error != skip.error:
+                log.error(
+                    "planning failed",
+                    extra={
+                        "action": "planning_failed",
+                        "program": skip.program,
+                        "person": skip.person or None,
+                        "error": skip.error,
+                        "owner": self.owner,
+                    },
+                )
+        for program, person in before.keys() - fresh.keys():
+            log.info(
+                "planning recovered",
+                extra={
+                    "action": "planning_recovered",
+                    "program": program,
+                    "person": person or None,
+                    "owner": self.owner,
+                },
+            )
+        kept = {key: s for key, s in self.skipped.items() if key[0] not in planned}
+        self.skipped = kept | fresh
 
     async def deliver(
         self,

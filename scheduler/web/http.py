@@ -48,6 +48,8 @@ log = logging.getLogger("tickler")
 
 CALENDAR = "text/calendar; charset=utf-8"
 READY_TIMEOUT = 2.0
+# /readyz names at most this many skipped programs and people (tickler status lists them all).
+READY_SKIPS_SHOWN = 20
 Clock = Callable[[], datetime]
 
 
@@ -171,9 +173,8 @@ def create_app(
         return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
-        checks = await _readiness(state)
-        ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        body = await _readiness(state)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     async def metrics_text(request: Request) -> Response:
         # The Prometheus text format, or OpenMetrics when the scraper asks for it. Built in a
@@ -341,7 +342,13 @@ def _not_modified(request: Request, rendered: Rendered) -> bool:
     return rendered.last_modified.replace(microsecond=0) <= when
 
 
-async def _readiness(state: State) -> dict[str, str]:
+async def _readiness(state: State) -> dict[str, Any]:
+    """Return /readyz's body: ready when the database answers and the scheduler runs.
+
+    Planning is reported beside, not in ``ready``: a program or person left out (their rules
+    raise on their data) or a failing plan is "degraded" and named, but the replica still
+    serves feeds and the API and delivers what is due, so it stays in rotation.
+    """
     try:
         await asyncio.wait_for(asyncio.to_thread(ping, state.service.engine), READY_TIMEOUT)
         database = "ok"
@@ -354,7 +361,23 @@ async def _readiness(state: State) -> dict[str, str]:
         scheduler = "shutting down"
     else:
         scheduler = "ok"
-    return {"database": database, "scheduler": scheduler}
+    skipped = sorted(state.service.skipped.values(), key=lambda s: (s.program, s.person))
+    if daemon is not None and daemon.plan_error is not None:
+        planning = f"failing: {daemon.plan_error}"
+    elif skipped:
+        planning = f"degraded: {len(skipped)} left out of planning"
+    else:
+        planning = "ok"
+    return {
+        "ready": database == "ok" and scheduler == "ok",
+        "database": database,
+        "scheduler": scheduler,
+        "planning": planning,
+        "skipped": [
+            {"program": s.program, "person": s.person or None, "error": s.error}
+            for s in skipped[:READY_SKIPS_SHOWN]
+        ],
+    }
 
 
 # ------------------------------------------------------------------------------------------

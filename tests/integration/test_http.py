@@ -224,6 +224,8 @@ async def test_readiness_follows_the_database_and_the_scheduler(
                 "ready": False,
                 "database": "ok",
                 "scheduler": "not running",
+                "planning": "ok",
+                "skipped": [],
             }
             daemon.running = True
             assert (await client.get("/readyz")).json()["ready"] is True
