@@ -38,11 +38,9 @@ from config.programs import Extension, OptionExchange
 
 
 def with_recorded_extensions(program: OptionExchange, facts: Sequence[Fact]) -> OptionExchange:
-    """Return the program with the extensions recorded as events appended to its file's."""
-    recorded = sorted(
-        (f for f in facts if f.kind == FactKind.OFFER_EXTENSION and f.program == program.id),
-        key=lambda f: f.at,
-    )
+    """Return the program with the extensions recorded as events (and not retracted)
+    appended to its file's."""
+    recorded = recorded_extensions(program, facts)
     if not recorded:
         return program
     extensions = list(program.extensions)
@@ -52,6 +50,114 @@ def with_recorded_extensions(program: OptionExchange, facts: Sequence[Fact]) -> 
             local_day = fact.at.astimezone(program.zone).date()
             extensions.append(Extension(cutoff=cutoff, announced=local_day))
     return program.model_copy(update={"extensions": extensions})
+
+
+def recorded_extensions(program: OptionExchange, facts: Sequence[Fact]) -> list[Fact]:
+    """Return the extensions of ``program`` recorded as events and not retracted, oldest first."""
+    retracted = {
+        f.payload.get("extension")
+        for f in facts
+        if f.kind == FactKind.EXTENSION_RETRACTION and f.program == program.id
+    }
+    return sorted(
+        (
+            f
+            for f in facts
+            if f.kind == FactKind.OFFER_EXTENSION
+            and f.program == program.id
+            and f.id not in retracted
+        ),
+        key=lambda f: (f.at, f.id),
+    )
+
+
+def closes_at(program: OptionExchange, facts: Sequence[Fact]) -> datetime:
+    """Return the instant the offer closes (its cutoff, moved by any recorded extension)."""
+    return utc(ox.offer_dates(with_recorded_extensions(program, facts)).cutoff)
+
+
+def instant_text(program: OptionExchange, instant: datetime) -> str:
+    """Return ``instant`` as the offer's people read it, e.g. 2003-01-20 21:00 PST (…05:00Z)."""
+    local = instant.astimezone(program.zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc(local):%Y-%m-%dT%H:%MZ})"
+
+
+def extension_error(
+    program: OptionExchange,
+    facts: Sequence[Fact],
+    cutoff: datetime,
+    *,
+    judged: datetime,
+    now: datetime,
+) -> str | None:
+    """Return why extending the offer to the local ``cutoff`` is refused, or None.
+
+    Closed stays closed: an offer whose cutoff has passed (at ``judged``, the server's time
+    unless the extension is a backfill dated earlier) cannot be extended. Reopening it would
+    send announcements and reminders years late and queue promises, grants and vesting that
+    never were. A backfill, dated while the offer was open, may record an extension that is
+    itself history, never one that reopens the offer at ``now``.
+    """
+    closed = closes_at(program, facts)
+    new = utc(localize(cutoff, program.zone))
+    if judged >= closed or (now >= closed and new > now):
+        return (
+            f"the offer closed at {instant_text(program, closed)}: a closed offer stays "
+            "closed and cannot be extended"
+        )
+    current = with_recorded_extensions(program, facts).expiration
+    if cutoff <= current:
+        return f"the new cutoff {cutoff} is not after the current one {current}"
+    return None
+
+
+def retraction_error(
+    program: OptionExchange, facts: Sequence[Fact], now: datetime
+) -> tuple[Fact | None, str | None]:
+    """Return the extension a retraction at ``now`` would undo (the latest in force), and why
+    it is refused, if it is.
+
+    Whether anything the extension caused has been sent is the outbox's to say (``jobs.record``
+    asks it); the core refuses what the dates alone forbid: a retraction that would close the
+    offer in the past, behind the back of whoever relied on the extension to elect late.
+    """
+    recorded = recorded_extensions(program, facts)
+    if not recorded:
+        return None, f"{program.id} has no recorded extension in force to retract"
+    last = recorded[-1]
+    before = closes_at(program, [f for f in facts if f.id != last.id])
+    if now >= before:
+        return last, (
+            f"without the extension the offer would have closed at "
+            f"{instant_text(program, before)}, which is past: the extension cannot be retracted"
+        )
+    return last, None
+
+
+def moves(before: OptionExchange, after: OptionExchange) -> list[tuple[str, str, str]]:
+    """Return (what, before, after) for each date of the offer that differs between the two:
+    what an extension or its retraction changes, for a person to confirm."""
+    b, a = ox.offer_dates(before), ox.offer_dates(after)
+    rows = [
+        ("election cutoff", instant_text(before, b.cutoff), instant_text(after, a.cutoff)),
+        ("cancellation date", str(b.cancellation), str(a.cancellation)),
+        ("promise to grant", str(b.promise_to_grant), str(a.promise_to_grant)),
+        ("grant date", str(b.grant), str(a.grant)),
+        ("exercise price date", str(b.exercise_price), str(a.exercise_price)),
+        ("new options expire", str(b.option_expiration), str(a.option_expiration)),
+    ]
+    # The tranches' dates follow the grant date whatever the shares; a round number of shares
+    # gives every tranche.
+    vb = ox.vesting(before, shares=1_000_000, grant=b.grant)
+    va = ox.vesting(after, shares=1_000_000, grant=a.grant)
+    rows.append(
+        (
+            "vesting",
+            f"{vb[0].date} .. {vb[-1].date}",
+            f"{va[0].date} .. {va[-1].date}",
+        )
+    )
+    return [row for row in rows if row[1] != row[2]]
 
 
 def eligibility_rule(program: OptionExchange) -> EligibilityRule:
@@ -332,13 +438,11 @@ def _after_cutoff(
 
 def late_election_error(program: OptionExchange, facts: Sequence[Fact], at: datetime) -> str | None:
     """Return why an election or withdrawal at ``at`` is refused, or None if it is in time."""
-    d = ox.offer_dates(with_recorded_extensions(program, facts))
+    cutoff = closes_at(program, facts)
     if at < utc(localize(datetime.combine(program.open, datetime.min.time()), program.zone)):
         return f"the offer opens on {program.open}"
-    if at >= d.cutoff:
-        local = d.cutoff
+    if at >= cutoff:
         return (
-            f"the election cutoff was {local:%Y-%m-%d %H:%M} {local.tzname()} "
-            f"({utc(local):%Y-%m-%dT%H:%MZ}); nothing can change after it"
+            f"the election cutoff was {instant_text(program, cutoff)}; nothing can change after it"
         )
     return None

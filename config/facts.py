@@ -26,6 +26,8 @@ class FactKind(enum.StrEnum):
     TERMINATION = "termination"
     HIRE = "hire"
     OFFER_EXTENSION = "offer_extension"
+    # Undoes the latest extension while nothing it caused has been sent (``jobs.record``).
+    EXTENSION_RETRACTION = "extension_retraction"
 
     @property
     def noun(self) -> str:
@@ -50,7 +52,12 @@ _NOUNS: dict[FactKind, str] = {
     FactKind.TERMINATION: "termination",
     FactKind.HIRE: "hire",
     FactKind.OFFER_EXTENSION: "extension",
+    FactKind.EXTENSION_RETRACTION: "retraction",
 }
 _BY_NOUN = {noun: kind for kind, noun in _NOUNS.items()}
 #: The nouns in declaration order: ``tickler record``'s choices.
 NOUNS: tuple[str, ...] = tuple(_NOUNS[kind] for kind in FactKind)
+
+#: The API scope that lets a token record a fact as of an earlier time (its ``at`` more than a
+#: few minutes before the server's clock): a capability of its own, never implied by a kind.
+BACKFILL = "backfill"

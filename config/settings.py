@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from config.emails import Email, parse_email
-from config.facts import NOUNS, FactKind
+from config.facts import BACKFILL, NOUNS, FactKind
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
@@ -38,8 +38,18 @@ _TOKEN_NAME = re.compile(r"([a-z0-9][a-z0-9_.-]{0,63}):(.+)", re.DOTALL)
 EVERY_KIND = "*"
 
 
-# An API scope names kinds of fact by their nouns ("response", "hire"), as the API's paths do.
-Scope = Annotated[FactKind, BeforeValidator(FactKind.from_noun)]
+def _scope(value: object) -> object:
+    if value == BACKFILL:
+        return value
+    try:
+        return FactKind.from_noun(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or {BACKFILL!r} (record facts as of an earlier time)") from None
+
+
+# An API scope names kinds of fact by their nouns ("response", "hire"), as the API's paths do,
+# or grants the backfill capability ("backfill"), which no kind and no "*" implies.
+Scope = Annotated[FactKind | Literal["backfill"], BeforeValidator(_scope)]
 
 
 def api_token_parts(value: str) -> tuple[str, str]:

@@ -457,6 +457,7 @@ def import_csv(
             session,
             EventLog(
                 at=now,
+                received_at=now,
                 actor=actor,
                 source=EventSource.IMPORT,
                 kind="import",
@@ -679,10 +680,12 @@ def load_scenario(
 ) -> ScenarioReport:
     """Record the events of ``path`` (``at,kind,program,person,payload``) in one transaction.
 
-    Each row goes through ``jobs.record.record``, so a scenario obeys every rule an API
-    call does (no election after the cutoff, no withdrawal without an election). A row whose
-    event (kind, program, person, at) is already in the event log is skipped, which makes
-    loading the same file twice a no-op. All or nothing: any bad row raises ``ImportErrors``.
+    A scenario is history: each row is recorded as of its own date, a backfill (flagged in the
+    event log, its receipt time ``now``). It goes through ``jobs.record.record``, so it obeys
+    every rule an API call does, judged at that date (no election dated after the cutoff, no
+    withdrawal without an election). A row whose event (kind, program, person, at) is
+    already in the event log is skipped, which makes loading the same file twice a no-op.
+    All or nothing: any bad row raises ``ImportErrors``.
 
     Rows dated after ``now`` are left out (and counted): with ``tickler --now 2017-02-01…`` the
     demo shows the world as it stood that day, and a later run records the rest.
@@ -715,6 +718,7 @@ def load_scenario(
                     payload=row.payload,
                     programs=programs,
                     now=now,
+                    may_backfill=True,
                 )
             except RecordError as exc:
                 errors.append(RowError(row=line, column="", message=f"{row.kind}: {exc.message}"))

@@ -4,10 +4,18 @@ Every fact is validated against the programs and the people, then appended to th
 in the same transaction as its effects (a termination sets the person's termination date, a
 hire creates the person). Bad input raises ``RecordError`` with an HTTP-like status and
 changes nothing. The daemon notices the new event-log row and replans within seconds.
+
+Server time decides. Each row keeps the time the fact claims (``at``) and the server's clock
+when it was recorded (``received_at``); rules with a deadline judge the server's clock, so a
+caller's clock cannot make a late election timely. Recording a fact as of an earlier time is
+a backfill: a capability of its own (the ``backfill`` API scope, ``tickler record
+--backfill``, the demo scenario's history), flagged in the row and logged, and still judged
+at its own date where the rule says so (an election dated after the cutoff stays late).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -17,11 +25,14 @@ from config.dates import plausible
 from config.emails import parse_email
 from config.facts import FactKind
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
-from jobs.storage import Session, people
+from jobs.storage import Session, facts, outbox, people
 from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
 from jobs.storage.snapshot import load_facts, load_snapshot
 
-# A fact may be dated a little after the recorder's clock (clients' clocks drift), not more.
+log = logging.getLogger("tickler")
+
+# A fact may be dated a little off the server's clock (clients' clocks drift), not more: further
+# in the past it is a backfill, further in the future it has not happened.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -59,10 +70,15 @@ def record(
     payload: Mapping[str, Any],
     programs: Mapping[str, Program],
     now: datetime,
+    may_backfill: bool = False,
 ) -> int:
     """Validate one fact, apply its effects and append it to the event log; return its id.
 
-    ``kind`` may also be a kind's value as text (an imported scenario row): it is checked here.
+    ``now`` is the server's clock, stored as the fact's ``received_at``. A fact dated more than
+    ``CLOCK_SKEW`` before it is a backfill, refused (403) unless the caller ``may_backfill``;
+    any other fact is judged at ``now`` (or at ``at`` when later) and may not be dated before a
+    fact already recorded for the same person and program. ``kind`` may also be a kind's
+    value as text (an imported scenario row): it is checked here.
     """
     if kind not in set(FactKind):
         raise RecordError(422, f"kind {kind!r} is not one of {', '.join(FactKind)}")
@@ -72,6 +88,17 @@ def record(
     _plausible(at.date(), "the event's date")
     if at > now + CLOCK_SKEW:
         raise RecordError(422, f"the event is dated {at.isoformat()}, in the future")
+    # A backfill the caller may make but did not need (a date within the skew) is a plain fact.
+    backfill = at < now - CLOCK_SKEW
+    if backfill and not may_backfill:
+        raise RecordError(
+            403,
+            f"the event is dated {at.isoformat()}, more than {CLOCK_SKEW} before the server's "
+            f"time {now.isoformat()}: recording a fact as of an earlier time is a backfill, "
+            "which this caller may not do",
+        )
+    # When a rule with a deadline looks: the server's clock, unless this is a backfill.
+    judged = at if backfill else max(at, now)
     target = programs.get(program) if program else None
     if program and target is None:
         raise RecordError(404, f"no program {program!r}; known: {', '.join(sorted(programs))}")
@@ -79,21 +106,30 @@ def record(
     who: Person | None = None
     if kind == FactKind.HIRE:
         who = _hire(session, data, now)
-    elif kind == FactKind.OFFER_EXTENSION:
+    elif kind in (FactKind.OFFER_EXTENSION, FactKind.EXTENSION_RETRACTION):
         # An extension concerns the whole offer, not one person.
         if person is not None:
-            raise RecordError(422, "an offer_extension names no person")
-        _extension(session, target, data)
+            raise RecordError(422, f"an {kind} names no person")
+        _in_order(session, program, None, at, backfill)
+        if kind == FactKind.OFFER_EXTENSION:
+            _extension(session, target, data, judged=judged, now=now)
+        elif backfill:
+            raise RecordError(422, "a retraction takes effect when it is recorded: no backfill")
+        else:
+            _retraction(session, target, data, now)
     else:
         if person is None:
             raise RecordError(422, f"a {kind} names a person (KIND:ID)")
         who = find_person(session, person)
-        _check(session, kind, target, who, at, data)
+        _in_order(session, program, who.id, at, backfill)
+        _check(session, kind, target, who, at, judged, data)
         if kind == FactKind.TERMINATION:
             who.termination_date = _date(data, "date")
             who.updated_at = now
     entry = EventLog(
         at=at,
+        received_at=now,
+        backfill=backfill,
         actor=actor,
         source=EventSource(source),
         kind=kind.value,
@@ -102,7 +138,38 @@ def record(
         payload=data,
     )
     people.insert(session, entry)
+    if backfill:
+        log.info(
+            "backfilled",
+            extra={
+                "action": "backfilled",
+                "event_id": entry.id,
+                "kind": kind.value,
+                "program": program,
+                "person": person,
+                "at": at.isoformat(),
+                "received_at": now.isoformat(),
+                "actor": actor,
+                "source": str(source),
+            },
+        )
     return entry.id
+
+
+def _in_order(
+    session: Session, program: str | None, person_id: int | None, at: datetime, backfill: bool
+) -> None:
+    """Refuse a fact dated before one already recorded for the same person and program,
+    unless it is a backfill: the log's order is the order things happened in."""
+    if backfill:
+        return
+    latest = facts.latest_at(session, program=program, person_id=person_id)
+    if latest is not None and at < latest:
+        raise RecordError(
+            409,
+            f"the event is dated {at.isoformat()}, before a fact already recorded for the same "
+            f"person and program ({latest.isoformat()}); only a backfill may be slotted earlier",
+        )
 
 
 def _check(
@@ -111,6 +178,7 @@ def _check(
     target: Program | None,
     who: Person,
     at: datetime,
+    judged: datetime,
     data: dict[str, Any],
 ) -> None:
     if kind == FactKind.CMRT_RESPONSE:
@@ -129,13 +197,13 @@ def _check(
         holders = offer_notices.holdings(offer, snapshot.people, snapshot.grants)
         if who.id not in {h.person.id for h in holders}:
             raise RecordError(409, f"{who.kind}:{who.external_id} is not eligible for {offer.id}")
-        facts = load_facts(session)
-        late = offer_notices.late_election_error(offer, facts, at)
+        known = load_facts(session)
+        late = offer_notices.late_election_error(offer, known, judged)
         if late:
             raise RecordError(409, f"{kind} refused: {late}")
         mine = [
             f
-            for f in facts
+            for f in known
             if f.program == offer.id
             and f.at <= at
             and f.kind in (FactKind.ELECTION, FactKind.WITHDRAWAL)
@@ -157,7 +225,14 @@ def _check(
         data["date"] = day.isoformat()
 
 
-def _extension(session: Session, target: Program | None, data: dict[str, Any]) -> None:
+def _extension(
+    session: Session,
+    target: Program | None,
+    data: dict[str, Any],
+    *,
+    judged: datetime,
+    now: datetime,
+) -> None:
     offer = _need(target, OptionExchange, FactKind.OFFER_EXTENSION)
     try:
         cutoff = datetime.fromisoformat(str(data.get("cutoff")))
@@ -168,12 +243,43 @@ def _extension(session: Session, target: Program | None, data: dict[str, Any]) -
     if cutoff.tzinfo is not None:
         raise RecordError(422, "payload.cutoff is local time in the program's zone: no offset")
     _plausible(cutoff.date(), "payload.cutoff")
-    current = offer_notices.with_recorded_extensions(offer, load_facts(session))
-    if cutoff <= current.expiration:
-        raise RecordError(
-            409, f"the new cutoff {cutoff} is not after the current one {current.expiration}"
-        )
+    refused = offer_notices.extension_error(
+        offer, load_facts(session), cutoff, judged=judged, now=now
+    )
+    if refused:
+        raise RecordError(409, refused)
     data["cutoff"] = cutoff.isoformat()
+
+
+def _retraction(
+    session: Session, target: Program | None, data: dict[str, Any], now: datetime
+) -> None:
+    """Undo the latest extension in force, while nothing it caused has been sent."""
+    offer = _need(target, OptionExchange, FactKind.EXTENSION_RETRACTION)
+    extension, refused = offer_notices.retraction_error(offer, load_facts(session), now)
+    if extension is None or refused:
+        raise RecordError(409, refused or "")
+    named = data.get("extension", extension.id)
+    if named != extension.id:
+        raise RecordError(
+            409,
+            f"payload.extension {named!r} is not the latest extension in force "
+            f"(event {extension.id}): retract that one first",
+        )
+    # Every message of an offer carries its cutoff and the dates that follow from it, so
+    # anything of the offer sent (or on its way) since the extension was recorded told
+    # someone the extended dates: retracting it now would contradict what they were told.
+    received = facts.received_at(session, extension.id)
+    sent = outbox.sent_since(session, offer.id, received)
+    if sent:
+        raise RecordError(
+            409,
+            f"the extension to {extension.payload.get('cutoff')} (event {extension.id}) cannot "
+            f"be retracted: {sent} message(s) of {offer.id} sent since it was recorded at "
+            f"{received.isoformat()} told people its dates",
+        )
+    data.clear()
+    data.update(extension=extension.id, cutoff=extension.payload.get("cutoff"))
 
 
 def _need(target: Program | None, cls: type[Any], kind: str) -> Any:
@@ -245,3 +351,26 @@ def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:
     people.insert(session, person)
     data["start_date"] = start.isoformat()
     return person
+
+
+def offer_change(session: Session, offer: Program, event_id: int) -> list[str]:
+    """Describe what the extension or retraction ``event_id`` (recorded in this transaction,
+    not yet committed) changes in ``offer``: for a person to confirm before it is committed."""
+    if not isinstance(offer, OptionExchange):  # record() has refused it already
+        return []
+    known = load_facts(session)
+    before = offer_notices.with_recorded_extensions(offer, [f for f in known if f.id != event_id])
+    after = offer_notices.with_recorded_extensions(offer, known)
+    lines = [f"  {what}: {old} -> {new}" for what, old, new in offer_notices.moves(before, after)]
+    snapshot = load_snapshot(session, team=None)
+    eligible = len(offer_notices.holdings(offer, snapshot.people, snapshot.grants))
+    extended = len(after.extensions) > len(before.extensions)
+    lines.append(
+        f"  {eligible} eligible employee(s): "
+        + (
+            "each gets an extension notice; reminders not yet sent move to the new cutoff"
+            if extended
+            else "the extension notices and reminders not yet sent are cancelled"
+        )
+    )
+    return lines

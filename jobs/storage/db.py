@@ -40,6 +40,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -239,7 +240,9 @@ class EventLog(Base):
     """Append-only audit trail: who did what, from where, when.
 
     ``person_id`` is deliberately not a foreign key: the trail must outlive the rows it
-    describes.
+    describes. ``at`` is when the fact says it happened, ``received_at`` the server's clock
+    when it was recorded: the audit trail tells a backdated fact from a timely one, and
+    ``backfill`` marks a fact recorded as of an earlier time on purpose (``jobs.record``).
     """
 
     __tablename__ = "event_log"
@@ -253,6 +256,8 @@ class EventLog(Base):
     program: Mapped[str | None] = mapped_column(PROGRAM)
     person_id: Mapped[int | None] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    backfill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class OutboxMessage(Base):

@@ -33,3 +33,20 @@ def programs_between(session: Session, after: datetime, until: datetime) -> set[
         .distinct()
     )
     return set(rows)
+
+
+def latest_at(session: Session, *, program: str | None, person_id: int | None) -> datetime | None:
+    """Return the date of the latest fact of ``person_id`` in ``program`` (either may be
+    ``None``: a termination names no program, an extension no person), or None."""
+    return session.scalar(
+        select(func.max(EventLog.at)).where(
+            EventLog.kind.in_(FACT_KINDS),
+            EventLog.program.is_not_distinct_from(program),
+            EventLog.person_id.is_not_distinct_from(person_id),
+        )
+    )
+
+
+def received_at(session: Session, event_id: int) -> datetime:
+    """Return the server's time at which the event ``event_id`` was recorded."""
+    return session.execute(select(EventLog.received_at).where(EventLog.id == event_id)).scalar_one()

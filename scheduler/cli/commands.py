@@ -225,6 +225,11 @@ def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> 
 @click.option("--program", help="Program id (responses, elections, acknowledgments, extensions).")
 @click.option("--person", help="KIND:ID, e.g. supplier:S001 or employee:E1001.")
 @click.option("--at", "at_text", help="When it happened (ISO 8601 with offset); default: now.")
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Record it as of --at, an earlier time (flagged in the event log and logged).",
+)
 @click.option("--incomplete", is_flag=True, help="A response that is incomplete or inconsistent.")
 @click.option("--issues", default=None, help="What is wrong with an incomplete response.")
 @click.option("--file", "file_name", default=None, help="The returned file's name (responses).")
@@ -236,7 +241,11 @@ def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> 
 @click.option(
     "--data", default=None, help="A hire as JSON: kind, external_id, name, email, start_date, role…"
 )
+@click.option(
+    "--extension", type=int, default=None, help="Event id of the extension to retract (the latest)."
+)
 @click.option("--actor", default="cli", help="Who records it (kept in the audit trail).")
+@click.option("--yes", is_flag=True, help="Extend or retract without asking for confirmation.")
 @click.pass_obj
 def record_command(
     obj: Context,
@@ -244,6 +253,7 @@ def record_command(
     program: str | None,
     person: str | None,
     at_text: str | None,
+    backfill: bool,
     incomplete: bool,
     issues: str | None,
     file_name: str | None,
@@ -251,10 +261,16 @@ def record_command(
     day: str | None,
     cutoff: str | None,
     data: str | None,
+    extension: int | None,
     actor: str,
+    yes: bool,
 ) -> None:
-    """Record what happened; the daemon reacts within seconds."""
-    from jobs.record import RecordError, record
+    """Record what happened; the daemon reacts within seconds.
+
+    An extension or its retraction shows what moves and asks for confirmation (--yes skips
+    it). --at earlier than now needs --backfill: the fact is flagged and logged as such.
+    """
+    from jobs.record import CLOCK_SKEW, RecordError, offer_change, record
     from jobs.storage.db import begin_write
 
     fact = FactKind.from_noun(kind)
@@ -269,6 +285,8 @@ def record_command(
         payload["date"] = day
     elif fact == FactKind.OFFER_EXTENSION:
         payload["cutoff"] = cutoff
+    elif fact == FactKind.EXTENSION_RETRACTION and extension is not None:
+        payload["extension"] = extension
     elif fact == FactKind.HIRE:
         try:
             payload = json.loads(data or "")
@@ -279,7 +297,8 @@ def record_command(
     service = _service(obj)
     service.migrate()
     programs = {p.id: p for p in service.programs}
-    try:
+
+    def write(confirm: bool) -> int:
         with begin_write(service.factory) as session:
             event_id = record(
                 session,
@@ -292,12 +311,41 @@ def record_command(
                 payload=payload,
                 programs=programs,
                 now=obj.now,
+                may_backfill=backfill,
             )
+            if confirm:
+                # A trial run: the rules have passed; show what moves, and roll back, so that
+                # no lock is held while a person reads and decides.
+                raise _Preview(offer_change(session, programs[str(program)], event_id))
+        return event_id
+
+    try:
+        if fact in (FactKind.OFFER_EXTENSION, FactKind.EXTENSION_RETRACTION) and not yes:
+            try:
+                write(confirm=True)
+            except _Preview as preview:
+                verb = "Extend" if fact == FactKind.OFFER_EXTENSION else "Retract the extension of"
+                click.echo(f"{verb} {program}:")
+                click.echo("\n".join(preview.lines))
+                click.confirm("Record it?", abort=True)
+        if backfill:
+            _configure_logging(obj.settings)  # the backfill's log line goes to stderr
+        event_id = write(confirm=False)
     except RecordError as exc:
+        if exc.status == 403 and not backfill:
+            fail(exc.message, "add --backfill to record it as of --at, flagged as a backfill")
         fail(exc.message)
     finally:
         service.engine.dispose()
-    click.echo(f"recorded {fact} as event {event_id}")
+    late = at < obj.now - CLOCK_SKEW
+    note = f" (backfill as of {at.isoformat()}, recorded {obj.now.isoformat()})" if late else ""
+    click.echo(f"recorded {fact} as event {event_id}{note}")
+
+
+class _Preview(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("preview")
+        self.lines = lines
 
 
 @click.group()

@@ -36,9 +36,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.emails import Email
-from config.facts import FactKind
+from config.facts import BACKFILL, FactKind
 from config.settings import Settings, api_token_parts
-from jobs.record import RecordError, record
+from jobs.record import CLOCK_SKEW, RecordError, record
 from jobs.storage.db import begin_write
 from scheduler.daemon.service import Service
 from scheduler.web.metrics import HttpMetrics
@@ -83,7 +83,11 @@ class Fact(BaseModel):
     kind: ClassVar[FactKind]  # its noun names the endpoint, its value the log entry
 
     at: AwareDatetime | None = Field(
-        default=None, description="When it happened (RFC 3339 with offset); default: now"
+        default=None,
+        description="When it happened (RFC 3339 with offset); default: now. More than 5 "
+        "minutes before the server's time is a backfill: the token needs the backfill scope, "
+        "and rules with a deadline judge this time (a backfilled election must still be dated "
+        "before the cutoff); otherwise they judge the server's time",
     )
 
     def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
@@ -181,11 +185,26 @@ class Extension(Fact):
         return self.program, None, {"cutoff": self.cutoff.isoformat()}
 
 
+class Retraction(Fact):
+    """The offer's latest extension is undone, while nothing it caused has been sent."""
+
+    kind: ClassVar[FactKind] = FactKind.EXTENSION_RETRACTION
+    program: ProgramId
+    extension: int | None = Field(
+        default=None, gt=0, description="Event-log id of the extension; default: the latest"
+    )
+
+    def parts(self) -> tuple[str | None, str | None, dict[str, Any]]:
+        return self.program, None, {} if self.extension is None else {"extension": self.extension}
+
+
 class Recorded(BaseModel):
     id: int = Field(description="The event-log id of the recorded fact")
     kind: str
     actor: str
-    at: datetime
+    at: datetime = Field(description="When it happened, as the fact says")
+    received_at: datetime = Field(description="The server's time when it was recorded")
+    backfill: bool = Field(description="Recorded as of an earlier time (the backfill scope)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +226,7 @@ MODELS: tuple[type[Fact], ...] = (
     Termination,
     Hire,
     Extension,
+    Retraction,
 )
 ENDPOINTS = tuple(Endpoint(path=f"{PREFIX}/{m.kind.noun}s", model=m) for m in MODELS)
 
@@ -216,6 +236,7 @@ class Caller:
     name: str
     digest: bytes
     kinds: frozenset[FactKind] | None  # None: every kind
+    backfill: bool = False  # may record facts as of an earlier time
 
 
 def callers(settings: Settings) -> list[Caller]:
@@ -228,7 +249,12 @@ def callers(settings: Settings) -> list[Caller]:
             Caller(
                 name=name,
                 digest=hashlib.sha256(secret.encode()).digest(),
-                kinds=frozenset(kinds) if kinds is not None else None,
+                kinds=(
+                    frozenset(k for k in kinds if isinstance(k, FactKind))
+                    if kinds is not None
+                    else None
+                ),
+                backfill=kinds is not None and BACKFILL in kinds,
             )
         )
     return out
@@ -290,6 +316,15 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
             return refusal(422, "; ".join(f"{e.field}: {e.detail}" for e in errors), errors)
         now = clock()
         at = fact.at or now
+        backfill = at < now - CLOCK_SKEW
+        if backfill and not caller.backfill:
+            # The caller's clock never decides a deadline: an earlier time is a capability.
+            return refusal(
+                403,
+                f"token {caller.name!r} may not backfill: at {at.isoformat()} is more than "
+                f"{CLOCK_SKEW} before the server's time {now.isoformat()}, and recording a "
+                f"fact as of an earlier time needs the {BACKFILL!r} scope",
+            )
         program, person, payload = fact.parts()
         actor = f"api:{caller.name}"
 
@@ -306,6 +341,7 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
                     payload=payload,
                     programs=programs,
                     now=now,
+                    may_backfill=caller.backfill,
                 )
 
         try:
@@ -314,9 +350,17 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
             return refusal(exc.status, exc.message)
         log.info(
             "recorded",
-            extra={"action": "recorded", "kind": model.kind, "event_id": event_id, "actor": actor},
+            extra={
+                "action": "recorded",
+                "kind": model.kind,
+                "event_id": event_id,
+                "actor": actor,
+                "backfill": backfill,
+            },
         )
-        recorded = Recorded(id=event_id, kind=model.kind, actor=actor, at=at)
+        recorded = Recorded(
+            id=event_id, kind=model.kind, actor=actor, at=at, received_at=now, backfill=backfill
+        )
         return JSONResponse(recorded.model_dump(mode="json"), status_code=201)
 
     schema = openapi()

@@ -473,7 +473,7 @@ async def test_accepted_calls_land_in_the_event_log_with_who_made_them(
                 "person": "supplier:S001",
                 "complete": False,
                 "issues": "smelter list empty",
-                "at": "2003-01-10T09:00:00-08:00",
+                "at": "2003-01-10T10:00:00-08:00",  # 4 minutes before the server's clock
             },
             "cmrt_response",
             "api:portal",
@@ -508,7 +508,8 @@ async def test_accepted_calls_land_in_the_event_log_with_who_made_them(
     assert [(rows[i].kind, rows[i].actor, rows[i].source) for i in ids] == [
         (kind, actor, EventSource.API) for *_, kind, actor in calls
     ]
-    assert rows[ids[3]].at == datetime(2003, 1, 10, 17, tzinfo=UTC)  # the time given, in UTC
+    assert rows[ids[3]].at == datetime(2003, 1, 10, 18, tzinfo=UTC)  # the time given, in UTC
+    assert rows[ids[3]].received_at == OPEN_WEEK + timedelta(minutes=4)  # the server's
     assert rows[ids[3]].payload == {"complete": False, "issues": "smelter list empty"}
     assert rows[ids[0]].at == OPEN_WEEK + timedelta(minutes=1)  # default: now
     assert hired is not None and str(hired.termination_date) == "2003-06-30"
@@ -531,6 +532,7 @@ async def test_openapi_schema_describes_every_endpoint(
                 "extensions",
                 "hires",
                 "responses",
+                "retractions",
                 "terminations",
                 "withdrawals",
             ]

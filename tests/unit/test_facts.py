@@ -24,6 +24,7 @@ SPELLINGS = [
     (FactKind.TERMINATION, "termination", "termination"),
     (FactKind.HIRE, "hire", "hire"),
     (FactKind.OFFER_EXTENSION, "offer_extension", "extension"),
+    (FactKind.EXTENSION_RETRACTION, "extension_retraction", "retraction"),
 ]
 
 
