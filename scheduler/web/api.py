@@ -434,7 +434,7 @@ def openapi() -> dict[str, Any]:
                         "content": {"application/json": {"schema": ref(Recorded)}},
                     },
                     "401": error("No or unknown API token"),
-                    "403": error("The token may not record this kind"),
+                    "403": error("The token may not record this kind, or backfill (an earlier at)"),
                     "404": error("Unknown program or person (or path)"),
                     "409": error("Refused by the program's rules (e.g. after the cutoff)"),
                     "413": error("Body too large"),

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from config.facts import NOUNS
-from jobs.storage.db import EventLog, OutboxMessage, OutboxState
+from jobs.storage.db import EventLog, EventVersion, OutboxMessage, OutboxState
 from scheduler.cli.main import cli
 from scheduler.daemon.service import Service
 from scheduler.web.http import create_app
@@ -60,6 +60,14 @@ class Api:
                 ).order_by(EventLog.id)
             )
             return [tuple(r) for r in rows]
+
+    def cutoff_event(self) -> tuple[int, str]:
+        """Return the SEQUENCE and start (UTC) of the offer's cutoff event in the feeds."""
+        with self.service.factory() as session:
+            row = session.get(EventVersion, (OFFER, "election-cutoff"))
+            assert row is not None and row.event is not None
+            start = datetime.fromisoformat(row.event["start"].partition("[")[0]).astimezone(UTC)
+            return row.sequence, start.isoformat()
 
     def outbox(self, *states: OutboxState) -> list[tuple[str, OutboxState]]:
         with self.service.factory() as session:
@@ -215,6 +223,7 @@ async def test_an_extension_is_retracted_while_nothing_it_caused_was_sent(api: A
     extended = await api.post("hr", "extensions", {"program": OFFER, "cutoff": "2003-02-03T21:00"})
     assert extended.status_code == 201, extended.text
     await api.service.plan(OPEN_WEEK)
+    assert api.cutoff_event() == (0, "2003-02-04T05:00:00+00:00")  # first planned extended
     pending = [step for step, _ in api.outbox(OutboxState.PENDING)]
     assert "extension/2003-02-04T05:00:00+00:00" in pending
     assert "cutoff-reminder/1d/2003-02-04T05:00:00+00:00" in pending
@@ -227,6 +236,7 @@ async def test_an_extension_is_retracted_while_nothing_it_caused_was_sent(api: A
         assert row is not None
         assert row.payload == {"extension": extended.json()["id"], "cutoff": "2003-02-03T21:00:00"}
     await api.service.plan(api.clock.now)
+    assert api.cutoff_event() == (1, "2003-01-21T05:00:00+00:00")  # moved back, SEQUENCE up
     pending = [step for step, _ in api.outbox(OutboxState.PENDING)]
     assert not [s for s in pending if "2003-02-04" in s]  # nothing of the extension is owed
     assert "cutoff-reminder/1d/2003-01-21T05:00:00+00:00" in pending  # the cutoff is back
