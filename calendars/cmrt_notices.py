@@ -71,7 +71,8 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
             follow_ups = [at_send_time(program, d) for d in cm.follow_up_dates(program, wave)]
             escalation_day = cm.escalation_date(program, wave)
             escalation = at_send_time(program, escalation_day) if escalation_day else None
-            stops = [*follow_ups[1:], escalation or due_sd]
+            # (``max = 0``: no follow-up, and nothing to stop.)
+            stops = [*follow_ups[1:], escalation or due_sd][: len(follow_ups)]
             for n, (at, stop) in enumerate(zip(follow_ups, stops, strict=True), start=1):
                 # A follow-up superseded by the next one has lost its purpose.
                 notice(

@@ -123,7 +123,8 @@ def _plan_cycle(
         last = follow[-1] if follow else due
         escalation = last + timedelta(days=after) if after is not None else None
         # Each follow-up is superseded by the next one (or the escalation).
-        stops = [*follow[1:], escalation or last + step]
+        # (``max = 0``: no follow-up, and nothing to stop.)
+        stops = [*follow[1:], escalation or last + step][: len(follow)]
         for n, (at, stop) in enumerate(zip(follow, stops, strict=True), start=1):
             notice(
                 person,

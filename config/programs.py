@@ -217,7 +217,18 @@ class Eligibility(Model):
     countries: list[str] = Field(default_factory=lambda: ["US"], min_length=1)
     excluded_roles: list[ExcludedRole] = Field(default_factory=lambda: list(get_args(ExcludedRole)))
     lookback_start: Day | None = None
-    lookback_end: Day | None = None
+    # Validated even when left out: a window with a start and no end is no window.
+    lookback_end: Day | None = Field(default=None, validate_default=True)
+
+    @field_validator("lookback_end")
+    @classmethod
+    def _window(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("lookback_start")
+        if (start is None) != (value is None) and "lookback_start" in info.data:
+            raise ValueError("give both lookback_start and lookback_end, or neither")
+        if start is not None and value is not None and value < start:
+            raise ValueError(f"lookback_end {value} is before lookback_start {start}")
+        return value
 
 
 class VestingStepModel(Model):
@@ -393,6 +404,6 @@ def _unique(keys: list[str], what: str) -> None:
 def validate_program(data: dict[str, Any]) -> Program:
     """Validate one parsed program file; raises ValueError or pydantic's ValidationError."""
     kind = data.get("kind")
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:  # `kind = []` is no kind (nor hashable)
         raise ValueError(f"kind must be one of {sorted(MODELS)}, not {kind!r}")
     return MODELS[kind].model_validate(data)

@@ -157,7 +157,7 @@ class BrokenPlanning(Service):
     """A service whose every plan fails (a bug, a lock held too long): what the daemon's tick
     must survive."""
 
-    async def plan(self, now: datetime, only: set[str] | None = None) -> Any:
+    async def plan(self, now: datetime, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("planning is broken")
 
 

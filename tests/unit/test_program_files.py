@@ -133,6 +133,23 @@ def check(program_dir: Path) -> tuple[int, str]:
             "vesting.day_of_month",
             "use '01'..'28'",
         ),
+        # Found by the fuzz test (tests/unit/test_input_fuzz.py): a TypeError, and a window
+        # the offer's rules refused only when planning.
+        (CM, 'kind = "conflict_minerals"', "kind = []", "kind", "kind must be one of"),
+        (
+            OFFER,
+            "lookback_end = 2002-12-19",
+            "lookback_end = 2002-01-01",
+            "eligibility.lookback_end",
+            "lookback_end 2002-01-01 is before lookback_start 2002-06-19",
+        ),
+        (
+            OFFER,
+            "lookback_end = 2002-12-19",
+            "",
+            "eligibility.lookback_end",
+            "give both lookback_start and lookback_end, or neither",
+        ),
         # Hostile values (issue 10): each was accepted, then overflowed or hung the rules.
         (
             OFFER,
@@ -238,6 +255,14 @@ def test_brackets_in_strings_and_comments_are_not_nesting(program_dir: Path) -> 
     path = program_dir / "fcpa.toml"
     edit(path, 'name = "FCPA policy acknowledgments"', 'name = "FCPA [' + "[" * 50 + '"')
     edit(path, "[renewal]", "# " + "{" * 50 + "\n[renewal]")
+    code, output = check(program_dir)
+    assert code == 0, output
+
+
+def test_no_follow_ups_at_all_is_a_program_the_rules_plan(program_dir: Path) -> None:
+    # max = 0 (escalate at once) made the planners raise (found by the fuzz test).
+    edit(program_dir / CM, "max = 3", "max = 0")
+    edit(program_dir / "fcpa.toml", "max = 4", "max = 0")
     code, output = check(program_dir)
     assert code == 0, output
 
