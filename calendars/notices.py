@@ -134,21 +134,20 @@ class Notice:
     context: Mapping[str, Any]
     due: datetime
     expires: datetime
+    # Derived once here, not on each read: planning compares identities by the thousand and
+    # delivery reads both for every message it sends.
+    identity: str = field(init=False)
+    #: A deterministic Message-ID: a resend after a crash carries the same one.
+    message_id: str = field(init=False)
 
     def __post_init__(self) -> None:
+        identity = f"{self.program}/{self.occurrence}/{self.recipient_key}/{self.step}"
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "message_id", f"{digest}.{self.program}@tickler")
         for name, value in (("due", self.due), ("expires", self.expires)):
             if value.tzinfo is None or value.utcoffset() is None:
-                raise ValueError(f"{self.identity}: {name} {value.isoformat()} is naive")
-
-    @property
-    def identity(self) -> str:
-        return f"{self.program}/{self.occurrence}/{self.recipient_key}/{self.step}"
-
-    @property
-    def message_id(self) -> str:
-        """A deterministic Message-ID: a resend after a crash carries the same one."""
-        digest = hashlib.sha256(self.identity.encode()).hexdigest()[:32]
-        return f"{digest}.{self.program}@tickler"
+                raise ValueError(f"{identity}: {name} {value.isoformat()} is naive")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

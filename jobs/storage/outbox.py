@@ -63,12 +63,15 @@ _c = OUTBOX.c
 
 # A message is the core's ``Notice`` as it is: the outbox stores each of its fields in the
 # column of the same name, except these two, and ``recipient_key``, which is part of the stored
-# ``identity`` (with ``message_id``, derived from it). A new field of ``Notice`` needs its
-# column and a migration, nothing here.
+# ``identity`` (derived, like ``message_id``, and stored too). A new field of ``Notice`` needs
+# its column and a migration, nothing here.
 _COLUMNS = {"due": "due_at", "expires": "expires_at"}
 _STORED = [
-    (f.name, _COLUMNS.get(f.name, f.name)) for f in fields(Notice) if f.name != "recipient_key"
+    (f.name, _COLUMNS.get(f.name, f.name))
+    for f in fields(Notice)
+    if f.init and f.name != "recipient_key"
 ]
+_NAMES = [name for name, _ in _STORED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,22 +335,21 @@ def claim_due(
 
 
 def _claimed(row: Row[*tuple[Any, ...]]) -> ClaimedMessage:
-    stored = row._mapping
-    values = {name: stored[column] for name, column in _STORED}
+    # By position (see _CLAIMED_COLUMNS): this runs for every message delivered.
+    id, identity, *stored, attempts, lease_owner, lease_until = row
+    values = dict(zip(_NAMES, stored, strict=True))
     # identity is "program/occurrence/recipient_key/step" and the other three are columns of
     # their own, so the key is what lies between them, whatever characters it holds.
-    head = f"{values['program']}/{values['occurrence']}/"
-    tail = f"/{values['step']}"
-    identity: str = stored["identity"]
-    if not (identity.startswith(head) and identity.endswith(tail)):
-        raise ValueError(f"outbox row {row.id}: identity {identity!r} is not {head}KEY{tail}")
-    notice = Notice(recipient_key=identity[len(head) : len(identity) - len(tail)], **values)
+    start = len(values["program"]) + len(values["occurrence"]) + 2
+    notice = Notice(recipient_key=identity[start : -len(values["step"]) - 1], **values)
+    if notice.identity != identity:
+        raise ValueError(f"outbox row {id}: identity {identity!r} is not program/occ/key/step")
     return ClaimedMessage(
-        id=row.id,
+        id=id,
         notice=notice,
-        attempts=row.attempts,
-        lease_owner=row.lease_owner,
-        lease_until=row.lease_until,
+        attempts=attempts,
+        lease_owner=lease_owner,
+        lease_until=lease_until,
     )
 
 
