@@ -61,15 +61,26 @@ def run(obj: Context, sweep: float | None) -> None:
         sock = http.listen(settings.http_host, settings.http_port)
     except OSError as exc:
         fail(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}")
+    metrics_sock = None
+    if settings.metrics_port is not None:  # /metrics on a listener of its own
+        host = settings.metrics_host or settings.http_host
+        try:
+            metrics_sock = http.listen(host, settings.metrics_port)
+        except OSError as exc:
+            sock.close()
+            fail(f"cannot listen on {host}:{settings.metrics_port}: {exc.strerror or exc}")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
-        # The HTTP server shares the loop; the daemon's stop event (SIGTERM) stops both.
-        serving = asyncio.create_task(
-            http.serve(http.create_app(service, daemon), sock, daemon.stop)
-        )
+        # The HTTP servers share the loop; the daemon's stop event (SIGTERM) stops them all.
+        app = http.create_app(service, daemon)
+        servers = [http.serve(app, sock, daemon.stop)]
+        if metrics_sock is not None:
+            metrics = http.metrics_app(app)
+            servers.append(http.serve(metrics, metrics_sock, daemon.stop, listener="metrics"))
+        serving = asyncio.gather(*servers)
         try:
             await daemon.run()
         finally:
@@ -85,6 +96,8 @@ def run(obj: Context, sweep: float | None) -> None:
         fail(f"database unreachable ({scrub(obj.settings.database_url)}): {scrub(str(exc.orig))}")
     finally:
         sock.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
 
 
 def _instant_option(value: str) -> datetime:

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -33,14 +36,14 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match, Route
 
-from jobs.storage import queries, tokens
+from jobs.storage import UNAVAILABLE, queries, tokens
 from jobs.storage.db import ping
 from scheduler.daemon.loop import Daemon, utc_now
 from scheduler.daemon.service import Service
-from scheduler.web import api, metrics
+from scheduler.web import actions, api, metrics
 from scheduler.web.feeds import FeedError, FeedSource, Rendered, feed_day
 from scheduler.web.problems import problem
 
@@ -50,6 +53,9 @@ CALENDAR = "text/calendar; charset=utf-8"
 READY_TIMEOUT = 2.0
 # /readyz names at most this many skipped programs and people (tickler status lists them all).
 READY_SKIPS_SHOWN = 20
+TOKEN_FEED = "/feeds/{token}.ics"
+# What a 503 asks clients to wait: about as long as a database restart or failover takes.
+RETRY_AFTER_SECONDS = 30
 Clock = Callable[[], datetime]
 
 
@@ -132,6 +138,8 @@ class State:
     registry: CollectorRegistry
     public: frozenset[str]
     changes: Changes
+    public_url: str  # the base of redirects: configuration, never the request's Host header
+    metrics_digest: bytes | None = None  # sha256 of the bearer token /metrics asks for
     # Feeds verified against the database, by token hash or public name: (feed, generation).
     verified: dict[str, tuple[str, int]] = field(default_factory=dict)
     generation: int = 0
@@ -161,6 +169,12 @@ def create_app(
         registry=registry,
         public=frozenset(settings.public_feeds),
         changes=Changes(settings.feed_check_seconds),
+        public_url=settings.public_url,
+        metrics_digest=(
+            hashlib.sha256(settings.metrics_token.get_secret_value().encode()).digest()
+            if settings.metrics_token is not None
+            else None
+        ),
     )
 
     async def token_feed(request: Request) -> Response:
@@ -176,27 +190,53 @@ def create_app(
         body = await _readiness(state)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    async def metrics_text(request: Request) -> Response:
-        # The Prometheus text format, or OpenMetrics when the scraper asks for it. Built in a
-        # worker thread: the database's figures are read while it runs.
-        encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = await asyncio.to_thread(encode, state.registry)
-        return Response(body, headers={"Content-Type": content_type})
-
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_text, methods=["GET"]),
+        # With a listener of its own (TICKLER_METRICS_PORT), /metrics is served only there.
+        *([] if settings.metrics_port is not None else [_metrics_route()]),
         Route("/feeds/public/{name}.ics", public_feed, methods=["GET"]),
-        Route("/feeds/{token}.ics", token_feed, methods=["GET"]),
+        Route(TOKEN_FEED, token_feed, methods=["GET"]),
         *api.routes(service, state.clock, state.counters),
+        *actions.routes(service, state.clock),
     ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: _http_problem, Exception: _server_problem},
-    )
+    app = Starlette(routes=routes, exception_handlers=_HANDLERS)
+    # Starlette's own trailing-slash redirect is built from the Host header and repeats the
+    # path, feed token included; ours (_slash_redirect) is built from TICKLER_PUBLIC_URL.
+    app.router.redirect_slashes = False
     app.state.tickler = state
     return app
+
+
+def metrics_app(app: Starlette) -> Starlette:
+    """Return an app serving ``/metrics`` (and ``/healthz``) of ``app``, for its own listener."""
+    healthz = Route("/healthz", lambda request: PlainTextResponse("ok\n"), methods=["GET"])
+    metrics = Starlette(routes=[_metrics_route(), healthz], exception_handlers=_HANDLERS)
+    metrics.router.redirect_slashes = False
+    metrics.state.tickler = app.state.tickler
+    return metrics
+
+
+def _metrics_route() -> Route:
+    return Route("/metrics", _metrics, methods=["GET"])
+
+
+async def _metrics(request: Request) -> Response:
+    # The Prometheus text format, or OpenMetrics when the scraper asks for it. Built in a
+    # worker thread: the database's figures are read while it runs.
+    state: State = request.app.state.tickler
+    if state.metrics_digest is not None:
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        digest = hashlib.sha256(secret.strip().encode()).digest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, state.metrics_digest):
+            return problem(
+                401,
+                "/metrics needs its token: Authorization: Bearer TOKEN",
+                headers={"WWW-Authenticate": 'Bearer realm="tickler-metrics"'},
+            )
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    body = await asyncio.to_thread(encode, state.registry)
+    return Response(body, headers={"Content-Type": content_type})
 
 
 async def _http_problem(request: Request, exc: Exception) -> Response:
@@ -204,6 +244,9 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status, headers = exc.status_code, dict(exc.headers or {})
     if status == 404:
+        redirect = _slash_redirect(request)
+        if redirect is not None:
+            return redirect
         # One detail for every 404: a feed's URL must not say why it is not there.
         return problem(404, "nothing here", headers=headers)
     if status == 405:
@@ -214,10 +257,62 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
     return problem(status, exc.detail, headers=headers)
 
 
+def _slash_redirect(request: Request) -> Response | None:
+    """Redirect ``/healthz/`` to ``/healthz`` at TICKLER_PUBLIC_URL; None if no route matches.
+
+    A personal feed is never redirected: its token would be repeated in a Location header
+    (and in whatever logs it), so ``/feeds/TOKEN.ics/`` gets the same 404 as any other path.
+    """
+    path = request.scope["path"]
+    if path == "/" or not path.endswith("/"):
+        return None
+    target = {**request.scope, "path": path.rstrip("/")}
+    for route in request.app.router.routes:
+        match, _ = route.matches(target)
+        if match is Match.NONE:
+            continue
+        if getattr(route, "path", None) == TOKEN_FEED:
+            return None
+        state: State = request.app.state.tickler
+        location = state.public_url.rstrip("/") + quote(target["path"], safe="/:@!$&'()*+,;=")
+        if request.scope.get("query_string"):
+            location += "?" + request.scope["query_string"].decode("latin-1")
+        return RedirectResponse(location, status_code=308)
+    return None
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """Answer 503 while the database cannot be used: one log line, no traceback."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    route = request.scope.get("route")
+    log.warning(
+        "database unavailable",
+        extra={
+            "action": "http_database_unavailable",
+            "method": request.method,
+            # The route's pattern, not the path: a personal feed's path is its secret token.
+            "route": getattr(route, "path", "?"),
+            "error": f"{type(exc).__name__}: {reason[0] if reason else ''}"[:300],
+        },
+    )
+    return problem(
+        503,
+        "the database is unavailable; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _server_problem(request: Request, exc: Exception) -> Response:
     # Starlette logs the traceback itself (and re-raises after answering); the caller only
     # learns that it was not their fault.
     return problem(500, "an internal error; it is logged on the server")
+
+
+_HANDLERS: dict[Any, Any] = {
+    HTTPException: _http_problem,
+    **dict.fromkeys(UNAVAILABLE, _database_unavailable),
+    Exception: _server_problem,
+}
 
 
 def _gone() -> HTTPException:
@@ -330,16 +425,28 @@ def _not_modified(request: Request, rendered: Rendered) -> bool:
     if if_none_match is not None:
         tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
         return "*" in tags or rendered.etag in tags
-    since = request.headers.get("if-modified-since")
+    since = _http_date(request.headers.get("if-modified-since"))
     if since is None or rendered.last_modified is None:
         return False
+    return rendered.last_modified.replace(microsecond=0) <= since
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """Return the instant an HTTP-date names, or None when ``value`` is not a valid one.
+
+    RFC 9110 13.1.3: an If-Modified-Since that is not a valid HTTP-date is ignored (the full
+    response is sent). An HTTP-date is always GMT; a year that does not fit (99999, or digits
+    too many for an int) makes the parser raise ValueError or OverflowError: ignored too.
+    """
+    if value is None:
+        return None
     try:
-        when = parsedate_to_datetime(since)
-    except (TypeError, ValueError):
-        return False
-    if when.tzinfo is None:
-        return False
-    return rendered.last_modified.replace(microsecond=0) <= when
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if when.utcoffset() != timedelta(0):  # naive (-0000) or another zone: not an HTTP-date
+        return None
+    return when
 
 
 async def _readiness(state: State) -> dict[str, Any]:
@@ -408,14 +515,22 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: Any, sock: socket.socket, stop: asyncio.Event) -> None:
+async def serve(
+    app: Any, sock: socket.socket, stop: asyncio.Event, *, listener: str = "http"
+) -> None:
     """Serve ``app`` on ``sock`` until ``stop`` is set, then finish the requests in flight."""
-    server = _Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
+    # log_config=None: uvicorn's own lines (an unexpected error's traceback among them) go
+    # through the process's handler, so they are JSON and redacted like every other line.
+    config = uvicorn.Config(
+        app, log_level="warning", log_config=None, lifespan="off", timeout_graceful_shutdown=5
     )
+    server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     host, port = sock.getsockname()[:2]
-    log.info("listening", extra={"action": "http_listening", "host": host, "port": port})
+    log.info(
+        "listening",
+        extra={"action": "http_listening", "listener": listener, "host": host, "port": port},
+    )
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
