@@ -64,20 +64,42 @@ def _template(template_dir: Path | None, name: str) -> Template | None:
         return None
 
 
+@cache
+def _text_template(template_dir: Path | None, name: str) -> tuple[Template, Template] | None:
+    """Return the templates of ``name``'s subject line and of its body; None if there is none.
+
+    The two are compiled apart: were the whole file rendered and then cut at its first line
+    break, a line break in data (a program's name in the subject) would end the subject there
+    and push the rest of it into the body. So the ``Subject:`` line must be a template of its
+    own (no ``{% if %}`` left open at its end).
+    """
+    env = environment(template_dir)
+    assert env.loader is not None
+    try:
+        source, _, _ = env.loader.get_source(env, name)
+    except TemplateNotFound:
+        return None
+    head, _, body = source.partition("\n")
+    if not head.startswith("Subject:"):
+        raise TemplateError(f"{name} must start with a 'Subject:' line")
+    # The body keeps its line numbers (errors point at the file's lines).
+    return env.from_string(head.removeprefix("Subject:")), env.from_string("\n" + body)
+
+
 def render(template: str, context: Mapping[str, Any], template_dir: Path | None = None) -> Rendered:
     """Render ``template`` with ``context`` into a subject, a text body and an HTML body."""
     try:
-        found = _template(template_dir, f"{template}.txt")
-        source = None if found is None else found.render(context)
+        texts = _text_template(template_dir, f"{template}.txt")
+        parts = None if texts is None else (texts[0].render(context), texts[1].render(context))
+    except TemplateError:
+        raise
     except Exception as exc:  # jinja2 raises many types; all mean the same to the sender
         raise TemplateError(f"{template}.txt: {exc}") from None
-    if source is None:
+    if parts is None:
         raise TemplateError(f"no template {template}.txt")
-    head, _, body = source.partition("\n")
-    if not head.startswith("Subject:"):
-        raise TemplateError(f"{template}.txt must start with a 'Subject:' line")
-    # A subject is one line: a newline in data can never start a new header.
-    subject = " ".join(head.removeprefix("Subject:").split())
+    head, body = parts
+    # A subject is one line: a line break in data becomes a space, never a new header.
+    subject = " ".join(head.split())
     text = body.strip() + "\n"
     try:
         found = _template(template_dir, f"{template}.html")
