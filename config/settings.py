@@ -33,6 +33,7 @@ from config.facts import BACKFILL, NOUNS, FactKind
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
+ACTION_SECRET_MIN = 32
 _TOKEN_NAME = re.compile(r"([a-z0-9][a-z0-9_.-]{0,63}):(.+)", re.DOTALL)
 #: An API scope entry that lets a token record every kind of fact.
 EVERY_KIND = "*"
@@ -202,6 +203,12 @@ class Settings(BaseSettings):
         description='What each named API token may record, e.g. {"hr": ["hire", "termination"]} '
         'or {"ops": "*"} (every kind); every token needs an entry, every entry a token',
     )
+    action_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the action links of emails (acknowledge, elect, upload a "
+        "CMRT; at least 32 characters); unset: emails carry no links and /act pages answer 404. "
+        "Changing it revokes every link sent",
+    )
     public_feeds: list[str] = Field(
         default_factory=list,
         description="Feeds served without a token at /feeds/public/NAME.ics, "
@@ -310,6 +317,13 @@ class Settings(BaseSettings):
     def _strong_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < API_SECRET_MIN:
             raise ValueError(f"the token needs at least {API_SECRET_MIN} characters")
+        return value
+
+    @field_validator("action_secret")
+    @classmethod
+    def _strong_action_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < ACTION_SECRET_MIN:
+            raise ValueError(f"the key needs at least {ACTION_SECRET_MIN} characters")
         return value
 
     @field_validator("mail_from")

@@ -1,7 +1,9 @@
 """Render an outbox row into a message: Jinja2 templates, a deployment may override any of them.
 
 A template is ``TEMPLATE.txt``: a ``Subject:`` line, then the body. ``TEMPLATE.html``, when
-present, is the HTML body; otherwise the HTML part is the text body, escaped, in paragraphs.
+present, is the HTML body; otherwise the HTML part is the shared layout (``layout.html``,
+autoescaped) around the text body's paragraphs, each one reflowed (a hard wrap of the text is not
+a line break in HTML), with the message's action as a button when it has one (``action_url``).
 Templates come from the configured directory first, then the shipped ones, and are read and
 compiled once per process (edit an override, then restart). A variable the context lacks is an
 error (StrictUndefined), never a silently blank sentence.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,10 @@ from jinja2 import (
     TemplateNotFound,
     select_autoescape,
 )
-from markupsafe import escape
+from markupsafe import Markup
+
+from calendars.action_links import GRACE, JOB_ACTIONS, Link, sign
+from calendars.notices import Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,41 @@ class Rendered:
     subject: str
     text: str
     html: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkMaker:
+    """Make the signed action link of a message that asks for something (``action_url``)."""
+
+    secret: bytes
+    base_url: str  # the address recipients reach (``public_url``), without a trailing slash
+
+    def context(self, notice: Notice) -> dict[str, str]:
+        """Return ``action`` and ``action_url`` for ``notice``'s template: empty for a message
+        that asks nothing (templates test ``action_url is defined``)."""
+        action = JOB_ACTIONS.get(notice.job)
+        if action is None or notice.person_id is None:
+            return {}
+        # The link outlives the message's purpose a little (GRACE), so that a late click gets
+        # a page saying what closed and when rather than a bare "expired".
+        expires: datetime = max(notice.expires, notice.due) + GRACE
+        link = Link(
+            person_id=notice.person_id,
+            program=notice.program,
+            occurrence=notice.occurrence,
+            action=action,
+            expires=expires,
+        )
+        url = f"{self.base_url.rstrip('/')}/act/{sign(link, self.secret)}"
+        return {"action": action.value, "action_url": url}
+
+
+# What the button of a message's page says, by the kind of its link.
+ACTION_LABELS = {
+    "acknowledge": "Read and acknowledge the policy",
+    "elect": "Elect or withdraw",
+    "cmrt": "Upload your CMRT",
+}
 
 
 class TemplateError(Exception):
@@ -103,16 +144,45 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
     text = body.strip() + "\n"
     try:
         found = _template(template_dir, f"{template}.html")
-        html = _paragraphs(text) if found is None else found.render(context)
+        html = _layout(text, context, template_dir) if found is None else found.render(context)
     except Exception as exc:
         raise TemplateError(f"{template}.html: {exc}") from None
     return Rendered(subject=subject, text=text, html=html)
 
 
-def _paragraphs(text: str) -> str:
-    # Escaping leaves line breaks where they are: escape once, then cut into paragraphs.
-    escaped = str(escape(text))
-    body = "".join(
-        "<p>" + "<br>\n".join(p.splitlines()) + "</p>\n" for p in escaped.split("\n\n") if p.strip()
+def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) -> str:
+    """Return the shared HTML layout around ``text``: its paragraphs reflowed, its list items
+    (lines starting with ``-``) as a list, and the action's button when there is one."""
+    blocks: list[Markup] = []
+    for paragraph in text.split("\n\n"):
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        if not lines:
+            continue
+        items = [line for line in lines if line.startswith("- ")]
+        if items and len(items) == len(lines):
+            blocks.append(
+                Markup("<ul>{}</ul>").format(
+                    Markup("").join(Markup("<li>{}</li>").format(i[2:]) for i in items)
+                )
+            )
+        elif items:
+            head = [line for line in lines if not line.startswith("- ")]
+            blocks.append(Markup("<p>{}</p>").format(" ".join(head)))
+            blocks.append(
+                Markup("<ul>{}</ul>").format(
+                    Markup("").join(Markup("<li>{}</li>").format(i[2:]) for i in items)
+                )
+            )
+        else:
+            blocks.append(Markup("<p>{}</p>").format(" ".join(lines)))
+    url = context.get("action_url")
+    layout = _template(template_dir, "layout.html")
+    if layout is None:
+        raise TemplateError("no template layout.html")
+    action = context.get("action")
+    return layout.render(
+        blocks=blocks,
+        action_url=url,
+        action_label=ACTION_LABELS.get(str(action), "Open") if url else None,
+        contact=context.get("contact"),
     )
-    return f"<!doctype html>\n<html><body>\n{body}</body></html>\n"

@@ -94,9 +94,9 @@ def test_every_template_renders(template: str) -> None:
 
 def test_slide_9_lines_in_the_announcement() -> None:
     text = render("offer_announcement", CONTEXT).text
-    assert "800 exchanged for 600 new shares" in text
+    assert "800 exchanged for new options on 600 shares" in text
     assert "not eligible" in text
-    assert "1725 new shares" in text
+    assert "new options on 1725 shares" in text
 
 
 def test_data_cannot_add_a_header_or_markup() -> None:
