@@ -27,11 +27,11 @@ from icalendar import Event as VEvent
 from icalendar.prop import vDuration, vText
 
 from calendars.events import Event
+from config.emails import parse_email
 
 DEFAULT_PRODID = "-//Tickler//Tickler Compliance Calendar//EN"
 
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3}|[a-zA-Z]{3,30}")
-_EMAIL = re.compile(r"[^@\s\"<>;:,]+@[^@\s\"<>;:,]+")
 # RFC 5545 TEXT allows no control character but HTAB; line breaks are written as "\n".
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -276,8 +276,7 @@ def _address(text: str, params: dict[str, str]) -> vCalAddress:
     if any(ord(char) < 32 or char == "\x7f" for char in text) or len(parsed) != 1:
         raise ValueError(f"not an email address: {text!r}")
     [(name, email)] = parsed
-    if not _EMAIL.fullmatch(email):
-        raise ValueError(f"not an email address: {text!r}")
+    parse_email(email)  # the rule every address was checked by when it came in
     address = vCalAddress(f"mailto:{email}")
     if name:
         address.params["CN"] = name

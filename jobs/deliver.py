@@ -26,10 +26,10 @@ from calendars.events import Audience, Event, EventKind, event_from_dict
 from calendars.ical import FeedItem, render_invitation
 from calendars.notices import Notice
 from jobs.digest import digest_context
-from jobs.mail.mime import OutgoingMessage
-from jobs.mail.transport import DeliveryStatus, Transport
+from jobs.mail.mime import OutgoingMessage, mime_bytes
+from jobs.mail.transport import DeliveryStatus, MaildirTransport, Transport
 from jobs.render import TemplateError, render
-from jobs.storage import Session, SessionFactory, outbox
+from jobs.storage import Session, SessionFactory, evidence, outbox
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,6 +301,10 @@ class _Outcome:
     code: int | None = None
     detail: str = ""
     when: datetime | None = None
+    # A sent message's email and line ending: its bytes are rebuilt (the same bytes: the MIME
+    # is deterministic) and kept as evidence by the writer thread, off the send path.
+    email: OutgoingMessage | None = None
+    linesep: str = "\r\n"
 
 
 class _Recorder:
@@ -429,10 +433,23 @@ def _commit(factory: SessionFactory, group: list[_Outcome]) -> list[bool]:
         marked: set[int] = set()
         for (lease, at), ids in sent.items():
             marked |= outbox.mark_sent_many(session, ids, lease, at)
+        evidence.record(session, [_evidence(o) for o in group if o.id in marked and o.email])
         return [
             outcome.mark(session) if outcome.mark is not None else outcome.id in marked
             for outcome in group
         ]
+
+
+def _evidence(outcome: _Outcome) -> evidence.Sent:
+    assert outcome.email is not None and outcome.at is not None
+    return evidence.Sent(
+        outbox_id=outcome.id,
+        message_id=outcome.email.message_id,
+        sent_at=outcome.when or outcome.at,
+        code=outcome.code,
+        reply=outcome.detail,
+        data=mime_bytes(outcome.email, date=outcome.at, linesep=outcome.linesep),
+    )
 
 
 async def _deliver_one(
@@ -472,7 +489,18 @@ async def _deliver_one(
     # The server's answer came now: lateness runs from the due time to here, not to the claim.
     answered = partial(seen, code=result.code, when=clock() if clock is not None else now)
     if result.status is DeliveryStatus.SENT:
-        return answered("sent", id=mid, job=notice.job, lease=lease, at=now)
+        # The Maildir writes the local line ending; a server gets SMTP's CRLF.
+        linesep = "\n" if isinstance(transport, MaildirTransport) else "\r\n"
+        return answered(
+            "sent",
+            id=mid,
+            job=notice.job,
+            lease=lease,
+            at=now,
+            detail=result.detail,
+            email=email,
+            linesep=linesep,
+        )
     if result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
         retry_at = now + backoff_delay(message.attempts, options)
         detail = result.detail

@@ -32,6 +32,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -274,6 +275,7 @@ class OutboxMessage(Base):
         Index(None, "state", "due_at"),
         Index(None, "state", "lease_until"),
         Index(None, "program", "occurrence", "job"),
+        Index(None, "person_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -300,6 +302,28 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # A resend (``tickler messages resend``) names the message it repeats; planned ones, NULL.
+    resend_of: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+
+
+class SentMessage(Base):
+    """Evidence: the exact bytes of one sent message, as the server accepted them.
+
+    Written by the delivery job in the same transaction as the ``sent`` mark
+    (``jobs.storage.evidence``). ``body`` is the message zlib-compressed (``size`` is its
+    length uncompressed); ``reply`` is what the server answered to DATA (for the Maildir, the
+    file's key), ``code`` its reply code.
+    """
+
+    __tablename__ = "sent_messages"
+
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), index=True)
+    sent_at: Mapped[datetime]
+    code: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class EventVersion(Base):

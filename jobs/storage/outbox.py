@@ -244,7 +244,10 @@ def pending_owners(
     """
     rows = session.execute(
         select(_c.identity, _c.program, _c.person_id).where(
-            _c.state == OutboxState.PENDING, _c.program.in_(list(programs))
+            _c.state == OutboxState.PENDING,
+            _c.program.in_(list(programs)),
+            # An operator's resend is no plan's to cancel (``jobs.storage.messages``).
+            _c.resend_of.is_(None),
         )
     )
     return {identity: (program, person_id) for identity, program, person_id in rows}

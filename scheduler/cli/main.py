@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli import commands, feeds, imports, mail
+from scheduler.cli import commands, feeds, imports, mail, messages
 from scheduler.cli.context import Context, fail
 
 if TYPE_CHECKING:
@@ -219,6 +219,7 @@ for command in (
     feeds.feeds,
     imports.import_command,
     mail.mail,
+    messages.messages,
 ):
     cli.add_command(command)
 
