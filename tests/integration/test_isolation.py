@@ -160,6 +160,10 @@ class BrokenPlanning(Service):
     async def plan(self, now: datetime, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("planning is broken")
 
+    async def plan_scope(self, now: datetime, *args: Any, **kwargs: Any) -> Any:
+        # The incremental planner's entry (what changed since the last tick) fails too.
+        raise RuntimeError("planning is broken")
+
 
 async def test_a_failing_plan_does_not_stop_the_delivery_of_its_tick(
     db: Database, tmp_path: Path
