@@ -19,7 +19,7 @@ from calendars.notices import (
     utc,
 )
 from config.facts import FactKind
-from config.programs import Fcpa, split_offset
+from config.programs import Fcpa, parse_offset
 
 # Cycles are planned this far ahead of now: enough for every reminder, small enough that a
 # continuous program keeps a short outbox.
@@ -107,7 +107,7 @@ def _plan_cycle(
     state = "acknowledged" if ack else ("overdue" if now >= due else "pending")
     if ack is None:
         for text in program.reminders_before:
-            at = utc(before(due.astimezone(program.zone), split_offset(text), program.zone))
+            at = utc(before(due.astimezone(program.zone), parse_offset(text), program.zone))
             if at > opens:
                 notice(
                     person,

@@ -28,7 +28,7 @@ from calendars.notices import Notice
 from jobs.digest import digest_context
 from jobs.mail.mime import OutgoingMessage, mime_bytes
 from jobs.mail.transport import DeliveryStatus, MaildirTransport, Transport
-from jobs.render import TemplateError, render
+from jobs.render import LinkMaker, TemplateError, render
 from jobs.storage import Session, SessionFactory, evidence, outbox
 
 
@@ -36,6 +36,7 @@ from jobs.storage import Session, SessionFactory, evidence, outbox
 class DeliveryOptions:
     sender: str
     template_dir: Path | None = None
+    links: LinkMaker | None = None  # signs the action links; None: messages carry none
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     backoff: timedelta = timedelta(seconds=30)
@@ -105,6 +106,8 @@ def backoff_delay(
 
 def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) -> OutgoingMessage:
     """Render a claimed message into an email (with a calendar invitation for meetings)."""
+    if options.links is not None:
+        context = {**context, **options.links.context(message)}
     rendered = render(message.template, context, options.template_dir)
     calendar: bytes | None = None
     if message.job in ("presentation_invitation", "presentation_cancellation"):

@@ -20,6 +20,7 @@ from config.programs import Program
 from config.settings import Settings
 from jobs.deliver import Delivered, DeliveryOptions, DeliveryReport, deliver_due
 from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
+from jobs.render import LinkMaker
 from jobs.planning import PlanReport, replan
 from jobs.storage import Engine, facts, outbox
 from jobs.storage.db import (
@@ -79,6 +80,14 @@ class Service:
         self.options = options or DeliveryOptions(
             sender=settings.mail_from,
             template_dir=settings.template_dir,
+            links=(
+                LinkMaker(
+                    secret=settings.action_secret.get_secret_value().encode(),
+                    base_url=settings.public_url,
+                )
+                if settings.action_secret is not None
+                else None
+            ),
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),

@@ -1,0 +1,276 @@
+"""Recipients act from the email: the message caught by a real SMTP server, its link followed
+over a real socket, the form submitted, the fact recorded and the follow-ups gone.
+
+Each test plays the recipient with a plain HTTP client (cookies kept, as a browser keeps them):
+no JavaScript is needed by any page. The browser test (``test_action_browser``) walks the
+same pages in Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from config.facts import FactKind
+from jobs.storage.db import EventLog, OutboxMessage, OutboxState
+from scheduler.daemon.service import Service
+from scheduler.web.http import create_app
+from tests.cmrt_workbooks import with_macros, workbook, zip_bomb
+from tests.daemon_support import WAVE_1
+from tests.smtp_sink import Server, sinks
+from tests.world import OFFER, OPEN_WEEK, PROGRAMS, FakeClock, LiveServer, seeded, settings
+
+SECRET = "action-secret-for-tests-0123456789abcdef"
+CMRT = "conflict-minerals-2016"
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+@dataclass
+class Recipient:
+    """The world as a recipient meets it: mail in a sink, pages behind a live server."""
+
+    service: Service
+    clock: FakeClock
+    smtp: Server
+    server: LiveServer
+    client: httpx.Client
+
+    def run(self) -> None:
+        """Plan and deliver at the clock's time, as a tick of the daemon does."""
+
+        async def tick() -> None:
+            # Each tick runs on an event loop of its own: so does its SMTP connection.
+            self.service.transport = self.smtp.transport()
+            await self.service.plan(self.clock())
+            await self.service.deliver(self.clock())
+            await self.service.transport.close()
+
+        asyncio.run(tick())
+
+    def mail(self, to: str, subject: str = "") -> list[EmailMessage]:
+        out = []
+        for received in self.smtp.recorder.received:
+            message = email.message_from_bytes(received.content, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            if received.rcpt_tos == [to] and subject in str(message["Subject"]):
+                out.append(message)
+        return out
+
+    def link(self, message: EmailMessage) -> str:
+        text = body(message, "plain")
+        found = re.findall(re.escape(self.server.url) + r"/act/[A-Za-z0-9_.-]+", text)
+        assert found, text
+        # The HTML part carries the same link (a button), not another one.
+        assert found[0] in body(message, "html")
+        return str(found[0])
+
+    def open(self, url: str) -> tuple[httpx.Response, str]:
+        page = self.client.get(url)
+        match = _CSRF.search(page.text)
+        return page, match.group(1) if match else ""
+
+    def facts(self, kind: FactKind) -> list[EventLog]:
+        with self.service.factory() as session:
+            return list(session.scalars(select(EventLog).where(EventLog.kind == kind.value)))
+
+    def outbox(self, job: str, recipient: str) -> list[OutboxState]:
+        with self.service.factory() as session:
+            return list(
+                session.scalars(
+                    select(OutboxMessage.state).where(
+                        OutboxMessage.job == job,
+                        OutboxMessage.recipient == recipient,
+                        # The same supplier is asked again by the next year's survey.
+                        OutboxMessage.program != "conflict-minerals-2026",
+                    )
+                )
+            )
+
+
+def body(message: EmailMessage, kind: str) -> str:
+    part = message.get_body((kind,))
+    assert part is not None
+    return str(part.get_content())
+
+
+@pytest.fixture
+def recipient(db_url: str, tmp_path: Path) -> Iterator[Recipient]:
+    clock = FakeClock(OPEN_WEEK)
+    with sinks() as started:
+        smtp = started.start()
+        # The server's address goes into the links, so the socket is bound before the service.
+        server = LiveServer(None)
+        svc = Service(
+            settings(db_url, tmp_path, action_secret=SECRET, public_url=server.url),
+            PROGRAMS,
+            transport=smtp.transport(),
+        )
+        seeded(svc)
+        server._app = create_app(svc, clock=clock)
+        server.start()
+        try:
+            with httpx.Client(timeout=30) as client:
+                yield Recipient(svc, clock, smtp, server, client)
+        finally:
+            server.close()
+            svc.engine.dispose()
+
+
+def test_elect_then_withdraw_from_the_announcement_then_refused_after_the_cutoff(
+    recipient: Recipient,
+) -> None:
+    recipient.run()
+    [announcement] = recipient.mail("e1001@example.com", "elect before")
+    url = recipient.link(announcement)
+    page, csrf = recipient.open(url)
+    assert page.status_code == 200 and csrf
+    assert page.headers["referrer-policy"] == "no-referrer"
+    # The slide-9 table, and the cutoff in Pacific time with its zone named.
+    assert "Monday 20 January 2003, 9:00 PM PST" in page.text
+    assert "not eligible" in page.text and ">600<" in page.text and "1725" in page.text
+    assert recipient.outbox("cutoff_reminder", "e1001@example.com")  # pending until she elects
+
+    done = recipient.client.post(url, data={"csrf": csrf, "choice": "elect"})
+    assert done.status_code == 200 and "Your election is recorded" in done.text
+    [election] = recipient.facts(FactKind.ELECTION)
+    assert (election.actor, election.program) == ("link:employee:E1001", OFFER)
+    recipient.run()
+    assert set(recipient.outbox("cutoff_reminder", "e1001@example.com")) == {OutboxState.CANCELLED}
+    [receipt] = recipient.mail("e1001@example.com", "Receipt")
+    assert recipient.link(receipt)
+
+    # A replay shows what is recorded and records nothing more.
+    again = recipient.client.post(url, data={"csrf": csrf, "choice": "elect"})
+    assert "Your election is recorded" in again.text and "Withdraw my election" in again.text
+    assert len(recipient.facts(FactKind.ELECTION)) == 1
+
+    recipient.clock.advance(timedelta(minutes=10))
+    withdrawn = recipient.client.post(url, data={"csrf": csrf, "choice": "withdraw"})
+    assert "Your withdrawal is recorded" in withdrawn.text
+    assert len(recipient.facts(FactKind.WITHDRAWAL)) == 1
+
+    # One minute after the cutoff (2003-01-21T05:00Z), judged by the server's clock.
+    recipient.clock.now = WAVE_CUTOFF + timedelta(minutes=1)
+    late_page, _ = recipient.open(url)
+    assert "The offer closed on Monday 20 January 2003, 9:00 PM PST" in late_page.text
+    late = recipient.client.post(url, data={"csrf": csrf, "choice": "elect"})
+    assert late.status_code == 409
+    assert "the election cutoff was 2003-01-20 21:00 PST" in late.text
+    assert len(recipient.facts(FactKind.ELECTION)) == 1
+
+
+WAVE_CUTOFF = OPEN_WEEK.replace(day=21, hour=5)
+
+
+def test_acknowledge_the_fcpa_policy_and_the_follow_ups_stop(recipient: Recipient) -> None:
+    recipient.clock.now = WAVE_1 + timedelta(minutes=1)
+    recipient.run()
+    [request] = recipient.mail("t001@example.com", "FCPA")
+    url = recipient.link(request)
+    page, csrf = recipient.open(url)
+    assert "policy version <strong>2017-1</strong>" in page.text
+    assert recipient.outbox("fcpa_reminder", "t001@example.com")
+    done = recipient.client.post(url, data={"csrf": csrf})
+    assert done.status_code == 200 and "Thank you" in done.text
+    [ack] = recipient.facts(FactKind.FCPA_ACK)
+    assert ack.payload["policy_version"] == "2017-1" and ack.payload["client"] == "127.0.0.1"
+    recipient.run()
+    assert set(recipient.outbox("fcpa_reminder", "t001@example.com")) <= {OutboxState.CANCELLED}
+    # Opened again (a forwarded link, a second click): what is recorded, no form.
+    again, csrf_again = recipient.open(url)
+    assert "You acknowledged policy version 2017-1 on Monday 9 January 2017" in again.text
+    assert not csrf_again
+
+
+def test_upload_an_incomplete_then_a_complete_cmrt(recipient: Recipient) -> None:
+    recipient.clock.now = WAVE_1 + timedelta(minutes=1)
+    recipient.run()
+    [request] = recipient.mail("s001@example.com", "CMRT")
+    url = recipient.link(request)
+    page, csrf = recipient.open(url)
+    assert 'enctype="multipart/form-data"' in page.text
+
+    incomplete = workbook(blank=("D15", "D51"))
+    files = {"file": ("acme-cmrt.xlsx", incomplete)}
+    got = recipient.client.post(url, data={"csrf": csrf}, files=files)
+    assert got.status_code == 200 and "incomplete" in got.text
+    assert "Declaration!D15</strong>: Contact email is required" in got.text
+    assert "Declaration!D51</strong>: Question 6 (Gold) is required" in got.text
+    [response] = recipient.facts(FactKind.CMRT_RESPONSE)
+    assert response.payload["complete"] is False
+    assert "Declaration!D15: Contact email is required" in response.payload["issues"]
+    recipient.run()  # the correction request goes out at once, naming the cells
+    [correction] = recipient.mail("s001@example.com", "correct")
+    assert "Declaration!D15" in body(correction, "plain")
+
+    recipient.clock.advance(timedelta(minutes=5))
+    files = {"file": ("acme-cmrt.xlsx", workbook())}
+    got = recipient.client.post(url, data={"csrf": csrf}, files=files)
+    assert got.status_code == 200 and "is complete" in got.text
+    recipient.run()
+    pending = [
+        s
+        for job in ("cmrt_follow_up", "cmrt_correction")
+        for s in recipient.outbox(job, "s001@example.com")
+        if s in (OutboxState.PENDING, OutboxState.CLAIMED)
+    ]
+    assert pending == []
+
+
+@pytest.mark.parametrize(
+    ("upload", "status", "says"),
+    [
+        (b"%PDF-1.4", 422, "not an Excel workbook"),
+        ("macros", 422, "contains macros"),
+        ("bomb", 422, "expands to far more"),
+        (b"x" * (6 * 1024 * 1024), 413, "at most 5 MB"),
+    ],
+)
+def test_bad_uploads_are_a_clear_page_and_record_nothing(
+    recipient: Recipient, upload: bytes | str, status: int, says: str
+) -> None:
+    recipient.clock.now = WAVE_1 + timedelta(minutes=1)
+    recipient.run()
+    [request] = recipient.mail("s001@example.com", "CMRT")
+    url = recipient.link(request)
+    _, csrf = recipient.open(url)
+    data = {"macros": with_macros(workbook()), "bomb": zip_bomb()}.get(str(upload), upload)
+    assert isinstance(data, bytes)
+    got = recipient.client.post(url, data={"csrf": csrf}, files={"file": ("c.xlsx", data)})
+    assert (got.status_code, says in got.text) == (status, True), got.text
+    assert "Traceback" not in got.text
+    assert recipient.facts(FactKind.CMRT_RESPONSE) == []
+
+
+def test_tampered_foreign_expired_and_csrf_less_requests_change_nothing(
+    recipient: Recipient,
+) -> None:
+    recipient.run()
+    [announcement] = recipient.mail("e1001@example.com", "elect before")
+    url = recipient.link(announcement)
+    head, _, tail = url.rpartition(".")
+    bad = [url[:-3], head + "." + tail[::-1], recipient.server.url + "/act/nonsense"]
+    for target in bad:
+        page = recipient.client.get(target)
+        assert page.status_code == 404 and "This link is not valid" in page.text
+    # Without the form's value, or from a client without the cookie: refused.
+    page, csrf = recipient.open(url)
+    assert recipient.client.post(url, data={"choice": "elect"}).status_code == 403
+    with httpx.Client(timeout=30) as stranger:
+        assert stranger.post(url, data={"csrf": csrf, "choice": "elect"}).status_code == 403
+    # Long after the offer: the link has expired, and says what it was for.
+    recipient.clock.now = WAVE_CUTOFF + timedelta(days=60)
+    expired = recipient.client.get(url)
+    assert expired.status_code == 410 and "2003 Stock Option Exchange Program" in expired.text
+    assert recipient.facts(FactKind.ELECTION) == []
