@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from config.programs import WrittenOffset
+
 
 def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     """Return the aware instant at wall-clock ``at`` on ``day`` in ``zone``.
@@ -28,19 +30,20 @@ def localize(naive: datetime, zone: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=zone, fold=0).astimezone(UTC).astimezone(zone)
 
 
-def before(instant: datetime, offset: timedelta, zone: ZoneInfo) -> datetime:
+def before(instant: datetime, offset: WrittenOffset, zone: ZoneInfo) -> datetime:
     """Return the instant ``offset`` before ``instant``, as a person in ``zone`` counts it.
 
-    Whole days count on the wall clock: 7 days before 21:00 PST on 2003-01-20 is 21:00 on
+    Days (and weeks) count on the wall clock: 7 days before 21:00 PST on 2003-01-20 is 21:00 on
     2003-01-13 whatever DST did in between, as a reader of "7 days before" expects. Hours and
-    minutes count real elapsed time: 3 hours before is always 3 hours of real time.
+    minutes count real elapsed time, however many there are: "3h" is always 3 hours and "24h"
+    (or "PT24H", "1440m") 24 hours of real time, so across a DST change it is 23:00 or 01:00 on
+    the wall clock, where "1d" stays at the same wall time. A wall time that does not exist is
+    moved forward by the gap (see ``local_instant``).
     """
     if instant.tzinfo is None:
         raise ValueError("naive instant")
-    days = timedelta(days=offset.days)
-    rest = offset - days
-    local = instant.astimezone(zone).replace(tzinfo=None) - days
-    return (localize(local, zone).astimezone(UTC) - rest).astimezone(zone)
+    local = instant.astimezone(zone).replace(tzinfo=None) - timedelta(days=offset.days)
+    return (localize(local, zone).astimezone(UTC) - offset.real).astimezone(zone)
 
 
 def to_utc(instant: datetime) -> datetime:

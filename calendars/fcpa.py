@@ -15,16 +15,20 @@ def renewal_dates(program: Fcpa, *, start: date, until: date) -> list[date]:
     """Return the renewal due dates of a person whose relationship started on ``start``.
 
     Anniversary mode: each anniversary of ``start`` (29 February falls on 28 February in common
-    years). Fixed mode: the company-wide ``month_day`` of each year, starting with the first
+    years) that falls at least about a year after onboarding was due (a year less the
+    onboarding window, the same gap a person who starts after the policy takes effect gets),
+    so someone who started long before the policy took effect does not renew weeks after
+    first signing. Fixed mode: the company-wide ``month_day`` of each year, starting with the first
     one at least a year after onboarding is due, so nobody renews weeks after first signing.
     Only dates on or before ``until`` are returned.
     """
     first_due = onboarding_due(program, start)
     out: list[date] = []
     if program.renewal.mode == "anniversary":
+        earliest = add_years(first_due, 1) - timedelta(days=max(program.onboarding_due_days, 1))
         n = 1
         while (day := add_years(start, n)) <= until:
-            if day > first_due:
+            if day >= earliest:
                 out.append(day)
             n += 1
         return out

@@ -19,7 +19,7 @@ from calendars.notices import (
     utc,
 )
 from config.facts import FactKind
-from config.programs import Fcpa, parse_offset
+from config.programs import Fcpa, split_offset
 
 # Cycles are planned this far ahead of now: enough for every reminder, small enough that a
 # continuous program keeps a short outbox.
@@ -107,7 +107,7 @@ def _plan_cycle(
     state = "acknowledged" if ack else ("overdue" if now >= due else "pending")
     if ack is None:
         for text in program.reminders_before:
-            at = utc(before(due.astimezone(program.zone), parse_offset(text), program.zone))
+            at = utc(before(due.astimezone(program.zone), split_offset(text), program.zone))
             if at > opens:
                 notice(
                     person,
@@ -122,9 +122,11 @@ def _plan_cycle(
         after = program.overdue.escalate_after_days
         last = follow[-1] if follow else due
         escalation = last + timedelta(days=after) if after is not None else None
-        # Each follow-up is superseded by the next one (or the escalation).
+        # Each follow-up is superseded by the next one; the last by nothing, since the
+        # escalation goes to the Compliance Officer, not the person, and may fall on the same
+        # instant (``escalate_after_days = 0``): it stays sendable for one more interval.
         # (``max = 0``: no follow-up, and nothing to stop.)
-        stops = [*follow[1:], escalation or last + step][: len(follow)]
+        stops = [*follow[1:], last + step][: len(follow)]
         for n, (at, stop) in enumerate(zip(follow, stops, strict=True), start=1):
             notice(
                 person,

@@ -22,7 +22,7 @@ from calendars.vesting import (
     parse_day_of_month,
     vesting_schedule,
 )
-from config.programs import OptionExchange, parse_offset
+from config.programs import OptionExchange, split_offset
 
 _EMPLOYEES = frozenset({Audience.EMPLOYEES, Audience.COMPLIANCE})
 _COMPLIANCE = frozenset({Audience.COMPLIANCE})
@@ -67,7 +67,7 @@ def reminder_instants(program: OptionExchange) -> list[tuple[str, datetime]]:
     """Return (offset text, instant) of each cutoff reminder, earliest first."""
     cutoff = offer_dates(program).cutoff
     pairs = [
-        (text, before(cutoff, parse_offset(text), program.zone))
+        (text, before(cutoff, split_offset(text), program.zone))
         for text in program.cutoff_reminders
     ]
     return sorted(pairs, key=lambda pair: pair[1])

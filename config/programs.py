@@ -9,6 +9,7 @@ PDT and in January PST.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -35,8 +36,27 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def parse_offset(text: str) -> timedelta:
-    """Parse "7d", "2w", "3h", "30m" or an ISO 8601 duration ("P7D", "PT3H") into a timedelta."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WrittenOffset:
+    """An offset as it was written: whole days counted on the wall clock, the rest in real time.
+
+    "7d", "2w" and "P7D" are days (7 days before 21:00 is 21:00, whatever DST did); "3h",
+    "24h", "1440m", "PT24H" are real time (24 hours before is 24 elapsed hours, so 23:00 or
+    01:00 on the wall clock across a DST change), as RFC 5545 separates P1D from PT24H.
+    "P1DT2H" is one wall-clock day and two real hours.
+    """
+
+    days: int = 0
+    real: timedelta = timedelta(0)
+
+    @property
+    def total(self) -> timedelta:
+        """Return the offset's nominal length (a day as 24 hours), for bounds and ordering."""
+        return timedelta(days=self.days) + self.real
+
+
+def split_offset(text: str) -> WrittenOffset:
+    """Parse "7d", "2w", "3h", "30m" or an ISO 8601 duration ("P7D", "PT3H"), keeping its unit."""
     match = _OFFSET.match(text.strip())
     if not match or text.strip() in ("P", "PT"):
         raise ValueError(f"{text!r} is not an offset such as '7d', '3h', '30m', 'P7D' or 'PT3H'")
@@ -46,19 +66,26 @@ def parse_offset(text: str) -> timedelta:
     if any(len(part) > 7 for part in match.groups() if part and part.isdigit()):
         raise too_long
     if n is not None:
-        offset = timedelta(
-            **{{"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[unit]: int(n)}
-        )
+        count = int(n)
+        offset = {
+            "w": WrittenOffset(days=7 * count),
+            "d": WrittenOffset(days=count),
+            "h": WrittenOffset(real=timedelta(hours=count)),
+            "m": WrittenOffset(real=timedelta(minutes=count)),
+        }[unit]
     else:
-        offset = timedelta(
-            weeks=int(weeks or 0),
-            days=int(days or 0),
-            hours=int(hours or 0),
-            minutes=int(minutes or 0),
+        offset = WrittenOffset(
+            days=7 * int(weeks or 0) + int(days or 0),
+            real=timedelta(hours=int(hours or 0), minutes=int(minutes or 0)),
         )
-    if offset > MAX_OFFSET:
+    if offset.total > MAX_OFFSET:
         raise too_long
     return offset
+
+
+def parse_offset(text: str) -> timedelta:
+    """Return the nominal length of an offset (see ``split_offset`` for how it is counted)."""
+    return split_offset(text).total
 
 
 Offset = Annotated[str, Field(description="e.g. '7d', '1d', '3h'")]

@@ -342,6 +342,43 @@ def test_new_hire_onboarding_then_yearly() -> None:
     assert escalation.recipient == "cfo@example.com"
 
 
+def test_every_overdue_follow_up_is_sendable() -> None:
+    # fcpa.toml escalates as the 4th follow-up goes out: that must not expire it.
+    hire = employee(1, hire_date=date(2018, 2, 1))
+    plan = fcpa_notices.plan(FCPA, snap([hire]), z("2019-06-01T00:00:00+00:00"))
+    chain = sorted(
+        (n for n in plan.notices if n.job == "fcpa_overdue" and n.occurrence == "2018-03-03"),
+        key=lambda n: n.due,
+    )
+    assert [n.step for n in chain] == [f"overdue/{k}" for k in range(1, 5)]
+    for n in plan.notices:
+        assert n.expires > n.due, n.identity
+
+
+@pytest.mark.parametrize(
+    ("started", "first_renewal"),
+    [
+        # Started long before the policy took effect (2017-01-01; onboarding due 2017-01-31):
+        # the 2017 anniversary would be weeks after signing, so the first renewal is 2018's.
+        (date(2010, 2, 15), date(2018, 2, 15)),
+        (date(2010, 12, 20), date(2018, 12, 20)),
+        (date(2010, 1, 1), date(2018, 1, 1)),
+        # Started after: the first anniversary, about a year after signing.
+        (date(2018, 2, 1), date(2019, 2, 1)),
+        (date(2020, 2, 29), date(2021, 2, 28)),
+    ],
+)
+def test_anniversary_renewal_about_a_year_after_onboarding(
+    started: date, first_renewal: date
+) -> None:
+    anniversary = Fcpa.model_validate({**FCPA.model_dump(), "renewal": {"mode": "anniversary"}})
+    person = employee(1, hire_date=started)
+    cycles = fcpa_notices.cycles(anniversary, person, until=date(2030, 1, 1))
+    assert cycles[0].onboarding
+    assert cycles[1].due == first_renewal
+    assert (cycles[1].due - cycles[0].due).days >= 365 - anniversary.onboarding_due_days
+
+
 def test_acknowledgment_stops_reminders() -> None:
     hire = employee(1, hire_date=date(2018, 2, 1))
     facts = [fact(1, "fcpa_ack", "2018-02-10T10:00:00-08:00", 1, FCPA.id, policy_version="2017-1")]

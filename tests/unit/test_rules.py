@@ -17,7 +17,7 @@ from calendars.businessdays import (
 from calendars.clock import before, local_instant, localize
 from calendars.option_exchange import offer_dates, reminder_instants
 from config.loader import default_program_dir, load_program_file
-from config.programs import OptionExchange, parse_offset
+from config.programs import OptionExchange, WrittenOffset, parse_offset, split_offset
 
 LA = ZoneInfo("America/Los_Angeles")
 SEC = calendar(CalendarName.SEC)
@@ -147,12 +147,45 @@ def test_local_to_utc(local: datetime, utc: datetime) -> None:
         (datetime(2003, 1, 20, 21, 0), "3h", datetime(2003, 1, 20, 18, 0)),
         (datetime(2003, 1, 20, 21, 0), "P7D", datetime(2003, 1, 13, 21, 0)),
         (datetime(2003, 1, 20, 21, 0), "PT30M", datetime(2003, 1, 20, 20, 30)),
+        # Hours of 24 or more are still real time (RFC 5545: PT24H is not P1D): across the
+        # spring-forward night 24 hours before 21:00 PDT is 20:00 PST, where "1d" is 21:00.
+        (datetime(2026, 3, 8, 21, 0), "24h", datetime(2026, 3, 7, 20, 0)),
+        (datetime(2026, 3, 8, 21, 0), "PT24H", datetime(2026, 3, 7, 20, 0)),
+        (datetime(2026, 3, 8, 21, 0), "1440m", datetime(2026, 3, 7, 20, 0)),
+        (datetime(2026, 3, 8, 21, 0), "36h", datetime(2026, 3, 7, 8, 0)),
+        (datetime(2026, 3, 8, 21, 0), "P1D", datetime(2026, 3, 7, 21, 0)),
+        (datetime(2026, 3, 8, 21, 0), "1w", datetime(2026, 3, 1, 21, 0)),
+        (datetime(2026, 3, 8, 21, 0), "P1DT2H", datetime(2026, 3, 7, 19, 0)),
+        # Across the fall-back night the same 24 hours are 22:00 PDT the evening before.
+        (datetime(2026, 11, 1, 21, 0), "24h", datetime(2026, 10, 31, 22, 0)),
+        (datetime(2026, 11, 1, 21, 0), "PT24H", datetime(2026, 10, 31, 22, 0)),
+        (datetime(2026, 11, 1, 21, 0), "1d", datetime(2026, 10, 31, 21, 0)),
+        (datetime(2026, 11, 1, 21, 0), "48h", datetime(2026, 10, 30, 22, 0)),
+        # Away from a DST change the two agree.
+        (datetime(2026, 6, 10, 21, 0), "24h", datetime(2026, 6, 9, 21, 0)),
     ],
 )
 def test_offset_before(instant: datetime, offset: str, expected: datetime) -> None:
-    got = before(localize(instant, LA), parse_offset(offset), LA)
+    got = before(localize(instant, LA), split_offset(offset), LA)
     assert got == localize(expected, LA)
     assert got.tzinfo == LA
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", WrittenOffset(days=7)),
+        ("2w", WrittenOffset(days=14)),
+        ("P1W", WrittenOffset(days=7)),
+        ("24h", WrittenOffset(real=timedelta(hours=24))),
+        ("1440m", WrittenOffset(real=timedelta(hours=24))),
+        ("PT24H", WrittenOffset(real=timedelta(hours=24))),
+        ("P1DT2H30M", WrittenOffset(days=1, real=timedelta(hours=2, minutes=30))),
+    ],
+)
+def test_offsets_keep_their_unit(text: str, expected: WrittenOffset) -> None:
+    assert split_offset(text) == expected
+    assert parse_offset(text) == expected.total
 
 
 @pytest.mark.parametrize("text", ["", "7", "d", "-1d", "7 days", "P", "PT", "1y"])
