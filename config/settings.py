@@ -164,6 +164,17 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout: float = 30.0
     smtp_connections: int = Field(default=4, ge=1, le=64)
+    smtp_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Messages per second at most, over all connections (a relay's limit); "
+        "unset: as fast as the server takes them",
+    )
+    smtp_domain_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Messages per second at most to one recipient domain; unset: no such limit",
+    )
     unrecorded_sends: int = Field(
         default=16,
         ge=1,

@@ -28,6 +28,7 @@ from calendars.notices import Notice
 from jobs.digest import digest_context
 from jobs.mail.mime import OutgoingMessage, mime_bytes
 from jobs.mail.transport import DeliveryStatus, MaildirTransport, Transport
+from jobs.rate import Limiter
 from jobs.render import LinkMaker, TemplateError, render
 from jobs.storage import Session, SessionFactory, evidence, outbox
 
@@ -183,6 +184,7 @@ async def deliver_due(
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] | None = None,
     observe: Observer | None = None,
+    limiter: Limiter | None = None,
 ) -> DeliveryReport:
     """Send every message due at ``now``, batch by batch, until none is left (or ``stop``).
 
@@ -207,6 +209,11 @@ async def deliver_due(
     before a worker is free for it is given back unsent, for the same reason.
 
     ``observe`` is called with each outcome (``Delivered``) once it is committed.
+
+    ``limiter`` (the daemon's, shared by its runs) holds the sends to a rate: a worker waits
+    for its message's slot before sending it, in the order the messages left the queue (due
+    order). A claim is then no larger than the slowest rate sends in a quarter of a lease, so
+    a message does not wait out half its lease for its slot (and get given back).
     """
     # One long-lived thread does every write of this run (claims and outcome groups): no
     # thread hand-off to a pool per group, and no two of our own transactions waiting for
@@ -216,12 +223,20 @@ async def deliver_due(
     queue: asyncio.Queue[tuple[outbox.ClaimedMessage, datetime] | None]
     queue = asyncio.Queue(maxsize=options.concurrency)
     loop = asyncio.get_running_loop()
+    if limiter is not None and not limiter.limited:
+        limiter = None
+    batch = options.batch
+    if limiter is not None:
+        slowest = min(r for r in (limiter.rate, limiter.domain_rate) if r is not None)
+        batch = max(1, min(batch, int(slowest * options.lease.total_seconds() / 4)))
 
     async def feed() -> None:
         at = now
         while recorder.failure is None and not (stop is not None and stop.is_set()):
             try:
-                claimed = await loop.run_in_executor(writer, _claim, factory, options, owner, at)
+                claimed = await loop.run_in_executor(
+                    writer, _claim, factory, options, owner, at, batch
+                )
             except Exception as exc:  # the database is down: finish what is on the wire
                 recorder.failure = exc
                 break
@@ -240,6 +255,10 @@ async def deliver_due(
             await recorder.room()
             if recorder.failure is not None:
                 continue  # left claimed: its lease runs out and the reaper gives it back
+            if limiter is not None:
+                # Before the lease check below: a message that waited out half its lease
+                # for its slot is given back rather than sent while another may reap it.
+                await _wait_turn(limiter, message.notice.recipient, stop)
             current = clock() if clock is not None else at
             stopping = stop is not None and stop.is_set()
             if stopping or current > message.lease_until - options.lease / 2:
@@ -275,12 +294,26 @@ async def deliver_due(
 
 
 def _claim(
-    factory: SessionFactory, options: DeliveryOptions, owner: str, now: datetime
+    factory: SessionFactory, options: DeliveryOptions, owner: str, now: datetime, limit: int
 ) -> list[outbox.ClaimedMessage]:
     with factory.begin() as session:
-        return outbox.claim_due(
-            session, now=now, owner=owner, lease=options.lease, limit=options.batch
-        )
+        return outbox.claim_due(session, now=now, owner=owner, lease=options.lease, limit=limit)
+
+
+async def _wait_turn(limiter: Limiter, recipient: str, stop: asyncio.Event | None) -> None:
+    """Wait for the slot of a message to ``recipient``, or until ``stop`` is set (a slow
+    rate must not hold a shutdown up; the slot given up is simply not used)."""
+    if stop is None:
+        await limiter.wait(recipient)
+        return
+    if stop.is_set():
+        return
+    waiting = asyncio.ensure_future(limiter.wait(recipient))
+    stopping = asyncio.ensure_future(stop.wait())
+    _, pending = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 Mark = Callable[[Session], bool]

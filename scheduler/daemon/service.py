@@ -20,6 +20,7 @@ from config.programs import Program
 from config.settings import Settings
 from jobs.deliver import Delivered, DeliveryOptions, DeliveryReport, deliver_due
 from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
+from jobs.rate import Limiter
 from jobs.render import LinkMaker
 from jobs.planning import PlanReport, replan
 from jobs.storage import Engine, facts, outbox
@@ -94,6 +95,8 @@ class Service:
             concurrency=settings.smtp_connections,
             unrecorded=settings.unrecorded_sends,
         )
+        # One for the daemon's life: a new delivery run must not start with a fresh burst.
+        self.limiter = Limiter(rate=settings.smtp_rate, domain_rate=settings.smtp_domain_rate)
         self.team = Team(
             compliance=settings.compliance_email,
             compliance_officer=settings.compliance_officer_email,
@@ -218,6 +221,7 @@ class Service:
             stop=stop,
             clock=clock,
             observe=self._delivered,
+            limiter=self.limiter,
         )
         if report.sent or report.failed or report.retried or report.skipped:
             log.info(
