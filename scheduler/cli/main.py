@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli import commands, feeds, imports, mail, messages
+from scheduler.cli import commands, export, feeds, imports, mail, messages
 from scheduler.cli.context import Context, fail
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ for command in (
     imports.import_command,
     mail.mail,
     messages.messages,
+    export.export,
 ):
     cli.add_command(command)
 
