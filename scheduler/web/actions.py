@@ -253,7 +253,7 @@ def routes(service: Service, clock: Clock) -> list[Route]:
             {"policy_version": target.program.policy_version, "client": client or ""},
         )
         if refused:
-            return _message(409, "Not recorded", refused)
+            return _message(409, "Not recorded", refused[:1].upper() + refused[1:])
         return _done(
             target,
             "Thank you",
@@ -269,7 +269,7 @@ def routes(service: Service, clock: Clock) -> list[Route]:
         kind = FactKind.ELECTION if choice == "elect" else FactKind.WITHDRAWAL
         refused = await _record(target, kind, now, {})
         if refused:
-            return _message(409, "Not recorded", refused)
+            return _message(409, "Not recorded", refused[:1].upper() + refused[1:])
         what = "election" if choice == "elect" else "withdrawal"
         return _done(
             target,
@@ -298,7 +298,7 @@ def routes(service: Service, clock: Clock) -> list[Route]:
             },
         )
         if refused:
-            return _message(409, "Not recorded", refused)
+            return _message(409, "Not recorded", refused[:1].upper() + refused[1:])
         return _html(
             200,
             "cmrt_result.html",
