@@ -150,10 +150,11 @@ def status(obj: Context, fmt: str) -> None:
     """Show obligations by state, messages by state, what is due next, what failed and what
     planning left out."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from jobs.storage import queries, skips
+    from scheduler.cli.terminal import cell, shown
 
     service = _service(obj)
     service.migrate()
@@ -174,29 +175,30 @@ def status(obj: Context, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
         return
-    console = Console()
+    # Data (addresses, SMTP replies, names) is Text, never markup: "[/x]" in an address
+    # is shown, and an escape sequence in a name is printed as "\x1b" (scheduler.cli.terminal).
+    console = Console(highlight=False)
     for program, info in data["programs"].items():
-        table = Table(title=program)
+        table = Table(title=cell(program))
         table.add_column("what")
         table.add_column("count", justify="right")
         for state, n in info["obligations"].items():
-            table.add_row(f"obligations {state}", str(n))
+            table.add_row(cell(f"obligations {state}"), str(n))
         for state, n in info["messages"].items():
-            table.add_row(f"messages {state}", str(n))
+            table.add_row(cell(f"messages {state}"), str(n))
         if "response_rate" in info:
             table.add_row("CMRT response rate", f"{info['response_rate']:.1%}")
         console.print(table)
     for row in data["upcoming"]:
-        console.print(f"next: {row['due']} {row['program']} {row['job']} x{row['count']}")
+        console.print(cell(f"next: {row['due']} {row['program']} {row['job']} x{row['count']}"))
     for row in data["failed"]:
-        console.print(f"[red]failed[/red] {row['identity']}: {row['code']} {row['error']}")
+        line = f" {row['identity']}: {row['code']} {row['error']}"
+        console.print(Text.assemble(("failed", "red"), shown(line)))
     for row in data["skipped"]:
         # Until the row (or program file) is fixed, nothing is planned for it: no new email.
-        who = escape(row["person"] or "the whole program")
-        console.print(
-            f"[red]left out of planning[/red] {escape(row['program'])} {who} since "
-            f"{row['since']}: {escape(row['error'])}"
-        )
+        who = row["person"] or "the whole program"
+        line = f" {row['program']} {who} since {row['since']}: {row['error']}"
+        console.print(Text.assemble(("left out of planning", "red"), shown(line)))
 
 
 def status_data(obligations: Any, messages: Any, upcoming: Any, failed: Any) -> dict[str, Any]:

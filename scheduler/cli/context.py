@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from scheduler.cli.terminal import shown
+
 if TYPE_CHECKING:
     from config.programs import Program
     from config.settings import Settings
@@ -37,7 +39,10 @@ class Context:
 
 
 def fail(*lines: str) -> NoReturn:
-    """Print errors to stderr and exit 2: bad input changes nothing."""
+    """Print errors to stderr and exit 2: bad input changes nothing.
+
+    Errors quote data (a CSV header, a program's name): it is shown, never obeyed (``shown``).
+    """
     for line in lines:
-        click.echo(f"error: {line}", err=True)
+        click.echo(f"error: {shown(line)}", err=True)
     sys.exit(EXIT_USAGE)

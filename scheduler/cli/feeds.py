@@ -19,6 +19,7 @@ from urllib.parse import quote
 import click
 
 from scheduler.cli.context import Context, fail
+from scheduler.cli.terminal import cell, shown
 
 if TYPE_CHECKING:
     from scheduler.daemon.service import Service
@@ -96,7 +97,7 @@ def url_command(obj: Context, names: Sequence[str]) -> None:
     finally:
         service.engine.dispose()
     for line in lines:
-        click.echo(line)
+        click.echo(shown(line))
 
 
 @feeds.command("rotate")
@@ -115,7 +116,7 @@ def rotate_command(obj: Context, names: Sequence[str]) -> None:
     finally:
         service.engine.dispose()
     for line in lines:
-        click.echo(line)
+        click.echo(shown(line))
 
 
 @feeds.command("revoke")
@@ -134,7 +135,7 @@ def revoke_command(obj: Context, names: Sequence[str]) -> None:
     finally:
         service.engine.dispose()
     for name, count in counts:
-        click.echo(f"{name}  {'revoked' if count else 'had no active URL'}")
+        click.echo(shown(f"{name}  {'revoked' if count else 'had no active URL'}"))
 
 
 @feeds.command("list")
@@ -156,15 +157,16 @@ def list_command(obj: Context) -> None:
     table = Table(title="Feed URLs")
     for column in ("feed", "state", "issued", "revoked"):
         table.add_column(column, no_wrap=column != "feed", overflow="fold")
+    # Feed names carry people's ids from CSV files: Text, never markup (scheduler.cli.terminal).
     for name in obj.settings.public_feeds:
-        table.add_row(name, "public", "", "")
+        table.add_row(cell(name), "public", "", "")
     for row in rows:
         state = "revoked" if row.revoked_at else "active"
         revoked = row.revoked_at.isoformat() if row.revoked_at else ""
-        table.add_row(row.feed, state, row.created_at.isoformat(), revoked)
-    console = Console()
+        table.add_row(cell(row.feed), state, row.created_at.isoformat(), revoked)
+    console = Console(highlight=False)
     console.print(table)
-    console.print("Program feeds: " + ", ".join(program_feeds))
+    console.print(cell("Program feeds: " + ", ".join(program_feeds)))
     console.print("Personal feeds: person:KIND:ID (supplier, employee, third_party)")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from scheduler.cli.context import Context, fail
+from scheduler.cli.terminal import shown
 
 if TYPE_CHECKING:
     from jobs.imports import ImportReport, Kind
@@ -88,7 +89,7 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
                     )
                 except ImportErrors as exc:
                     fail(*(f"{scenario}:{e}" for e in exc.errors))
-                click.echo(str(events))
+                click.echo(shown(events))
     finally:
         engine.dispose()
 
@@ -99,7 +100,7 @@ def _import_one(
     from jobs.imports import import_csv
 
     rows = _count_lines(path) - 1
-    with _progress_bar(f"{kind} {path.name}", rows) as progress:
+    with _progress_bar(shown(f"{kind} {path.name}"), rows) as progress:
         return import_csv(session, kind, path, now=obj.now, actor=actor, progress=progress)
 
 
@@ -116,9 +117,10 @@ def _progress_bar(label: str, rows: int) -> Iterator[Callable[[int], None] | Non
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    # stderr: stdout carries the report, which scripts may read.
+    # stderr: stdout carries the report, which scripts may read. The label holds a file name:
+    # text, not markup.
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         console=Console(stderr=True),
@@ -129,8 +131,9 @@ def _progress_bar(label: str, rows: int) -> Iterator[Callable[[int], None] | Non
 
 
 def _print_report(report: ImportReport) -> None:
-    click.echo(str(report))
+    # A change quotes the file's values (names, addresses): shown, never obeyed.
+    click.echo(shown(report))
     for change in report.changes[:CHANGES_SHOWN]:
-        click.echo(f"  {change}")
+        click.echo(f"  {shown(change)}")
     if len(report.changes) > CHANGES_SHOWN:
         click.echo(f"  … and {len(report.changes) - CHANGES_SHOWN} more changes")

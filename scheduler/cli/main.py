@@ -21,6 +21,7 @@ import click
 
 from scheduler.cli import commands, export, feeds, imports, mail, messages
 from scheduler.cli.context import Context, fail
+from scheduler.cli.terminal import cell, csv_cell, shown
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -109,7 +110,7 @@ def check(obj: Context, config_dir: Path | None) -> None:
     if errors:
         fail(*(str(e) for e in errors))
     for _path, program in files:
-        click.echo(f"ok  {program.id}  ({program.kind}: {program.name})")
+        click.echo(shown(f"ok  {program.id}  ({program.kind}: {program.name})"))
 
 
 def _day(value: str | None) -> date | None:
@@ -183,6 +184,7 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def events_csv(events: Sequence[Event]) -> str:
+    """Return ``events`` as CSV; no cell is a spreadsheet formula or a terminal escape."""
     out = io.StringIO()
     columns = ["uid", "program", "kind", "title", "start", "end", "all_day", "timezone", "details"]
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -190,7 +192,9 @@ def events_csv(events: Sequence[Event]) -> str:
     for event in events:
         row = event_json(event)
         row["details"] = json.dumps(row["details"], sort_keys=True)
-        writer.writerow(row)
+        writer.writerow(
+            {k: csv_cell(shown(v)) if isinstance(v, str) else v for k, v in row.items()}
+        )
     return out.getvalue()
 
 
@@ -206,7 +210,7 @@ def events_table(events: Sequence[Event]) -> Table:
             when = f"{event.start:%Y-%m-%d %H:%M} {event.start.tzname()}"
         else:
             when = event.start.isoformat()
-        table.add_row(when, event.program, event.title)
+        table.add_row(when, cell(event.program), cell(event.title))  # data: Text, not markup
     return table
 
 
