@@ -1,9 +1,12 @@
-# syntax=docker/dockerfile:1
-# Tickler's production image: `docker build -t tickler .`, then see docs/deploy.md.
+# Tickler's production image: `docker build -t tickler .`, then see the README's "Deploy".
+# No `# syntax=` line: the builder's own Dockerfile frontend is enough, and a named frontend
+# would be pulled from a registry at every build.
 #
 # Two stages on the same base, so that the venv's interpreter symlinks stay valid: the builder
 # makes a wheel of the project and installs it with its dependencies into /opt/venv; the
 # runtime stage copies only that venv (no compiler, no pip cache, no source tree, no tests).
+# Every dependency's version comes from constraints.txt (scripts/lock writes it), so two builds
+# of one commit install the same versions.
 # No secret is baked in: configuration comes from TICKLER_* variables, TICKLER_*_FILE files
 # and /run/secrets at run time.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -13,14 +16,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml README.md ./
 COPY config ./config
 COPY calendars ./calendars
 COPY jobs ./jobs
 COPY scheduler ./scheduler
+# The venv gets neither pip nor setuptools (about 23 MB the runtime never uses): the builder's
+# pip installs into it from outside (--python).
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install /wheels/tickler-*.whl \
+    && python -m venv --without-pip /opt/venv \
+    && python -m pip --python /opt/venv/bin/python install --constraint constraints.txt \
+        /wheels/tickler-*.whl \
     && /opt/venv/bin/tickler --version \
     && /opt/venv/bin/tickler check
 
@@ -39,7 +45,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     TICKLER_HTTP_HOST=0.0.0.0 \
     TICKLER_HTTP_PORT=8080
 # The SQLite file, its lock file and the Maildir live here; a new named volume starts out
-# owned by tickler because the directory is created (and chowned) before VOLUME.
+# owned by tickler because the directory is created (and chowned) before VOLUME. A bind mount
+# keeps its owner on the host: it must be writable by uid 10001, or `tickler run` exits 2
+# naming the directory.
 WORKDIR /var/lib/tickler
 VOLUME ["/var/lib/tickler"]
 USER 10001:10001
@@ -47,8 +55,10 @@ EXPOSE 8080
 # `tickler run` stops on SIGTERM: it finishes the sends in flight, closes the HTTP server and
 # exits 0. It installs its own handler, so it stops even as PID 1.
 STOPSIGNAL SIGTERM
-# slim has no curl; the venv's python asks /healthz on the port the server listens on.
+# `tickler healthcheck` asks /healthz where the settings say the server listens, as `tickler
+# run` reads them (TICKLER_HTTP_PORT_FILE before TICKLER_HTTP_PORT, a wildcard or a specific
+# TICKLER_HTTP_HOST), without importing the server stack; exit 1 when unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TICKLER_HTTP_PORT', '8080'), timeout=3)"]
+    CMD ["/opt/venv/bin/tickler", "healthcheck", "--timeout", "3"]
 # Exec form: tickler is PID 1 and receives SIGTERM itself (no shell in between).
 CMD ["tickler", "run"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli import commands, export, feeds, imports, mail, messages
+from scheduler.cli import commands, export, feeds, health, imports, mail, messages
 from scheduler.cli.context import Context, fail
 from scheduler.cli.terminal import cell, csv_cell, shown
 
@@ -221,6 +221,7 @@ for command in (
     commands.record_command,
     commands.db,
     feeds.feeds,
+    health.healthcheck,
     imports.import_command,
     mail.mail,
     messages.messages,

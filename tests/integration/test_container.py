@@ -117,7 +117,7 @@ def test_the_builder_copies_every_package(stages: list[list[Instruction]]) -> No
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     }
     copied = {src for copy in builder_copies(stages[0]) for src in copy[0]}
-    assert packages | {"pyproject.toml", "README.md"} <= copied
+    assert packages | {"pyproject.toml", "README.md", "constraints.txt"} <= copied
 
 
 def test_the_process_runs_as_a_non_root_user(stages: list[list[Instruction]]) -> None:
@@ -127,15 +127,48 @@ def test_the_process_runs_as_a_non_root_user(stages: list[list[Instruction]]) ->
     assert name not in ("root", "0")
 
 
-def test_the_health_check_asks_healthz(stages: list[list[Instruction]]) -> None:
+def test_the_health_check_is_tickler_healthcheck(stages: list[list[Instruction]]) -> None:
+    # Not a python -c with its own idea of the port: `tickler healthcheck` reads the settings
+    # as `tickler run` does (TICKLER_HTTP_PORT_FILE, TICKLER_HTTP_HOST); tests/integration/
+    # test_healthcheck.py runs it against a real server.
     check = last(stages[-1], "HEALTHCHECK")
     assert check is not None
     options, _, command = check.args.partition("CMD ")
     assert command, "HEALTHCHECK without CMD"
     assert "NONE" not in options.split()
     argv = json.loads(command)  # exec form: no shell needed in the image
-    assert argv[0] == "/opt/venv/bin/python"  # slim has no curl
-    assert "/healthz" in argv[-1]
+    assert argv[:2] == ["/opt/venv/bin/tickler", "healthcheck"]
+    timeout = re.search(r"--timeout=(\d+)s", options)
+    assert timeout is not None and "--timeout" in argv
+    assert float(argv[argv.index("--timeout") + 1]) < int(timeout.group(1))
+
+
+def test_no_frontend_is_fetched_from_a_registry() -> None:
+    # `# syntax=…` makes BuildKit pull a frontend image before building; nothing here needs one.
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+
+
+def test_every_install_is_constrained_and_the_venv_has_no_pip(
+    stages: list[list[Instruction]],
+) -> None:
+    builder, runtime = stages[0], stages[-1]
+    runs = " && ".join(i.args for i in builder if i.name == "RUN")
+    installs = re.findall(r"pip (?:--python \S+ )?install ([^&]*)", runs)
+    assert installs, "the builder installs nothing"
+    for arguments in installs:
+        assert re.search(r"(--constraint|-c)\s+constraints\.txt", arguments), arguments
+    venvs = re.findall(r"-m venv ([^&]*)", runs)
+    assert venvs and all("--without-pip" in v for v in venvs), venvs
+    # The runtime stage installs nothing itself: it copies the venv.
+    assert not any("pip" in i.args for i in runtime if i.name == "RUN")
+
+
+def test_compose_needs_no_v2_only_top_level_name() -> None:
+    # A top-level `name:` is refused by Compose v1 (docker-compose); the project name comes
+    # from the folder or `-p`.
+    compose = (ROOT / "compose.yaml").read_text(encoding="utf-8")
+    assert not re.search(r"^name:", compose, re.M)
 
 
 def test_the_command_is_tickler_run_in_exec_form(stages: list[list[Instruction]]) -> None:
@@ -302,11 +335,26 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("tickler-*.whl")
     assert_package_data_in(wheel)
 
-    # RUN python -m venv /opt/venv && /opt/venv/bin/pip install /wheels/tickler-*.whl
-    run(sys.executable, "-m", "venv", venv, env=env, cwd=work)
+    # RUN python -m venv --without-pip /opt/venv
+    #     && python -m pip --python /opt/venv/bin/python install --constraint constraints.txt …
+    run(sys.executable, "-m", "venv", "--without-pip", venv, env=env, cwd=work)
     run(
-        venv / "bin" / "python", "-m", "pip", "install", "-q", wheel, env=env, cwd=work, timeout=300
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        venv / "bin" / "python",
+        "install",
+        "-q",
+        "--constraint",
+        src / "constraints.txt",
+        wheel,
+        env=env,
+        cwd=work,
+        timeout=300,
     )
+    assert not list(venv.glob("lib/python*/site-packages/pip")), "pip in the runtime venv"
+    assert not list(venv.glob("lib/python*/site-packages/setuptools")), "setuptools in the venv"
     tickler = venv / "bin" / "tickler"
     installed = run(
         venv / "bin" / "python",
