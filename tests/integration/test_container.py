@@ -164,6 +164,16 @@ def test_every_install_is_constrained_and_the_venv_has_no_pip(
     assert not any("pip" in i.args for i in runtime if i.name == "RUN")
 
 
+def test_the_image_test_script_parses_and_takes_the_base() -> None:
+    # scripts/image-test needs a Docker engine and is not run here: at least it is valid bash
+    # and passes PYTHON_IMAGE to the build as the Dockerfile's ARG.
+    script = ROOT / "scripts" / "image-test"
+    assert os.access(script, os.X_OK)
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE"' in script.read_text(encoding="utf-8")
+
+
 def test_compose_needs_no_v2_only_top_level_name() -> None:
     # A top-level `name:` is refused by Compose v1 (docker-compose); the project name comes
     # from the folder or `-p`.
