@@ -44,18 +44,11 @@ def run(obj: Context, sweep: float | None) -> None:
     import signal
 
     from jobs.storage import DatabaseError
-    from jobs.storage.db import sqlite_path
-    from scheduler.cli.datadir import unwritable
     from scheduler.daemon.logs import scrub
     from scheduler.daemon.loop import Daemon, clock_from, utc_now
     from scheduler.daemon.service import SingleReplicaError
     from scheduler.web import http
 
-    # Before anything is opened or logged: a data directory it cannot write is a settings
-    # error (exit 2), not a traceback after "listening".
-    problems = unwritable(obj.settings, sqlite_path(obj.settings.database_url))
-    if problems:
-        fail(*problems)
     _configure_logging(obj.settings)
     service = _service(obj)
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
@@ -310,12 +303,7 @@ def record_command(
     elif fact == FactKind.EXTENSION_RETRACTION and extension is not None:
         payload["extension"] = extension
     elif fact == FactKind.HIRE:
-        try:
-            payload = json.loads(data or "")
-        except json.JSONDecodeError as exc:
-            fail(f"--data is not JSON: {exc}")
-        if not isinstance(payload, dict):
-            fail("--data must be a JSON object")
+        payload = _hire_payload(data)
     service = _service(obj)
     service.migrate()
     programs = {p.id: p for p in service.programs}
@@ -362,6 +350,33 @@ def record_command(
     late = at < obj.now - CLOCK_SKEW
     note = f" (backfill as of {at.isoformat()}, recorded {obj.now.isoformat()})" if late else ""
     click.echo(f"recorded {fact} as event {event_id}{note}")
+
+
+def _hire_payload(data: str | None) -> dict[str, Any]:
+    """Return ``--data`` checked by the API's own model of a hire, field by field.
+
+    One rule for both entry points: what ``POST /api/v1/hires`` refuses (a control character
+    in a name, an unknown field, a country that is not two capitals) is refused here too.
+    """
+    from pydantic import ValidationError
+
+    from scheduler.web.api import Hire
+
+    if not data:
+        fail("a hire needs --data: a JSON object (kind, external_id, name, email, start_date…)")
+    try:
+        hire = Hire.model_validate_json(data)
+    except ValidationError as exc:
+        fail(
+            *(
+                f"--data: {'.'.join(map(str, e['loc'])) or 'body'}: "
+                + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+        )
+    if hire.at is not None:
+        fail("--data: at: give the time of a hire with --at")
+    return hire.parts()[2]
 
 
 class _Preview(Exception):
