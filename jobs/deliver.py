@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +38,9 @@ class DeliveryOptions:
     sender: str
     template_dir: Path | None = None
     links: LinkMaker | None = None  # signs the action links; None: messages carry none
+    # The zone each program's messages write times in (``when`` in templates), by program.
+    zones: Mapping[str, str] = field(default_factory=dict)
+    timezone: str = "America/Los_Angeles"  # the zone of a program not in ``zones``
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     backoff: timedelta = timedelta(seconds=30)
@@ -107,6 +110,7 @@ def backoff_delay(
 
 def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) -> OutgoingMessage:
     """Render a claimed message into an email (with a calendar invitation for meetings)."""
+    context = {"timezone": options.zones.get(message.program, options.timezone), **context}
     if options.links is not None:
         context = {**context, **options.links.context(message)}
     rendered = render(message.template, context, options.template_dir)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import (
     ChoiceLoader,
@@ -26,12 +27,15 @@ from jinja2 import (
     StrictUndefined,
     Template,
     TemplateNotFound,
+    pass_context,
     select_autoescape,
 )
+from jinja2.runtime import Context
 from markupsafe import Markup
 
 from calendars.action_links import GRACE, JOB_ACTIONS, Link, sign
 from calendars.notices import Notice
+from calendars.wording import spoken_instant
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ def environment(template_dir: Path | None) -> Environment:
     loaders: list[Any] = [PackageLoader("jobs", "templates")]
     if template_dir is not None:
         loaders.insert(0, FileSystemLoader(str(template_dir)))
-    return Environment(
+    env = Environment(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -94,6 +98,44 @@ def environment(template_dir: Path | None) -> Environment:
         # every message, and the .html that does not exist would be looked for at every message.
         auto_reload=False,
     )
+    env.filters["day"] = spoken_day
+    env.filters["when"] = _when
+    env.filters["time_of_day"] = _time_of_day
+    return env
+
+
+def spoken_day(value: object) -> str:
+    """Return an ISO date (``2017-02-10``) as people read it: ``Friday 10 February 2017``.
+
+    Anything else (a date already written out, by a template override's context) is returned
+    as it is.
+    """
+    try:
+        day = date.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+@pass_context
+def _when(context: Context, value: object) -> str:
+    """Return an ISO instant in the message's zone (``timezone`` in the context, which delivery
+    sets to the program's), the zone named: ``Thursday 19 December 2002, 5:05 PM PST``."""
+    try:
+        instant = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    zone = ZoneInfo(str(context.get("timezone") or "UTC"))
+    if instant.tzinfo is None:  # a wall time of the program's (a meeting's start)
+        instant = instant.replace(tzinfo=zone)
+    return spoken_instant(instant, zone)
+
+
+@pass_context
+def _time_of_day(context: Context, value: object) -> str:
+    """Return only the time of an ISO instant, as ``when`` writes it: ``4:30 PM PST``."""
+    text = _when(context, value)
+    return text.rpartition(", ")[2]
 
 
 @cache

@@ -20,6 +20,7 @@ from config.programs import Program
 from config.settings import Settings
 from jobs.deliver import Delivered, DeliveryOptions, DeliveryReport, deliver_due
 from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
+from jobs.render import LinkMaker
 from jobs.rate import Limiter
 from jobs.render import LinkMaker
 from jobs.planning import PlanReport, replan
@@ -89,6 +90,8 @@ class Service:
                 if settings.action_secret is not None
                 else None
             ),
+            zones={p.id: p.timezone for p in self.programs},
+            timezone=settings.timezone,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),

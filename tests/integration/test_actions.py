@@ -8,7 +8,11 @@ same pages in Chromium.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import email
+import email.policy
+import re
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -165,3 +169,45 @@ def test_tampered_foreign_expired_and_csrf_less_requests_change_nothing(
     expired = recipient.client.get(url)
     assert expired.status_code == 410 and "2003 Stock Option Exchange Program" in expired.text
     assert recipient.facts(FactKind.ELECTION) == []
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def test_every_email_a_recipient_gets_reads_as_written_for_people(recipient: Recipient) -> None:
+    """No raw ISO date or instant in any subject, text or HTML part; times with their zone;
+    every message that asks for something carries its link, in both parts."""
+    # The offer opened on 2002-12-19; at 17:05 PST that day (01:05 UTC the next), the next
+    # day's presentation is still ahead: the announcement and its invitation go out.
+    recipient.clock.now = datetime(2002, 12, 20, 1, 5, tzinfo=UTC)
+    recipient.run()
+    [announcement] = recipient.mail("e1001@example.com", "elect before")
+    url = recipient.link(announcement)
+    _, csrf = recipient.open(url)
+    recipient.client.post(url, data={"csrf": csrf, "choice": "elect"})
+    recipient.run()  # the election receipt
+    recipient.clock.now = WAVE_1 + timedelta(minutes=1)
+    recipient.run()  # FCPA requests, CMRT requests
+    [survey] = recipient.mail("s001@example.com", "CMRT")
+    survey_url = recipient.link(survey)
+    _, csrf = recipient.open(survey_url)
+    files = {"file": ("c.xlsx", workbook(blank=("D15",)))}
+    recipient.client.post(survey_url, data={"csrf": csrf}, files=files)
+    recipient.run()  # the correction request
+    seen = set()
+    for received in recipient.smtp.recorder.received:
+        message = email.message_from_bytes(received.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        seen.add(str(message["Subject"]))
+        text, html = body(message, "plain"), body(message, "html")
+        for part in (str(message["Subject"]), text, html):
+            assert not _ISO.search(part), (message["Subject"], part)
+        assert "<br>" not in html
+        if "/act/" in text:
+            assert recipient.link(message)
+    receipt = recipient.mail("e1001@example.com", "Receipt")[0]
+    # The issue's example: not "2002-12-20T01:05:00+00:00", the wrong local day.
+    assert "recorded your election on Thursday 19 December 2002, 5:05 PM PST" in body(
+        receipt, "plain"
+    )
+    assert len(seen) >= 6, seen

@@ -176,7 +176,9 @@ def test_the_invitation_is_the_feeds_event(world: tuple[Service, Path], case: Ca
     assert got["DTEND"].dt.replace(tzinfo=None) == presentation.end
     subject = str(email["Subject"])
     assert ("Cancelled" in subject) is case.cancelled
-    assert presentation.start.date().isoformat() in subject
+    # the meeting's day as people read it (the templates write no ISO dates)
+    start = presentation.start
+    assert f"{start:%A} {start.day} {start:%B %Y}" in subject
 
 
 def _presentation(case: Case) -> Presentation:
