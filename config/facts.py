@@ -61,3 +61,13 @@ NOUNS: tuple[str, ...] = tuple(_NOUNS[kind] for kind in FactKind)
 #: The API scope that lets a token record a fact as of an earlier time (its ``at`` more than a
 #: few minutes before the server's clock): a capability of its own, never implied by a kind.
 BACKFILL = "backfill"
+
+#: The API scope that lets a token read (GET people, obligations, messages, events, program
+#: calendars). Like backfill, a capability of its own: "*" (every kind of fact) does not imply it.
+READ = "read"
+
+#: The API scope that lets a token act on messages (retry, cancel, resend); not implied by "*".
+MESSAGES = "messages"
+
+#: The scopes that name no kind of fact.
+CAPABILITIES = (BACKFILL, READ, MESSAGES)

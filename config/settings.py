@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from config.emails import Email, parse_email
-from config.facts import BACKFILL, NOUNS, FactKind
+from config.facts import BACKFILL, CAPABILITIES, NOUNS, FactKind
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
@@ -40,17 +40,20 @@ EVERY_KIND = "*"
 
 
 def _scope(value: object) -> object:
-    if value == BACKFILL:
+    if value in CAPABILITIES:
         return value
     try:
         return FactKind.from_noun(value)
     except ValueError as exc:
-        raise ValueError(f"{exc}; or {BACKFILL!r} (record facts as of an earlier time)") from None
+        raise ValueError(
+            f"{exc}; or {BACKFILL!r} (record facts as of an earlier time), 'read' (the read "
+            "API) or 'messages' (retry, cancel, resend)"
+        ) from None
 
 
 # An API scope names kinds of fact by their nouns ("response", "hire"), as the API's paths do,
 # or grants the backfill capability ("backfill"), which no kind and no "*" implies.
-Scope = Annotated[FactKind | Literal["backfill"], BeforeValidator(_scope)]
+Scope = Annotated[FactKind | Literal["backfill", "read", "messages"], BeforeValidator(_scope)]
 
 
 def api_token_parts(value: str) -> tuple[str, str]:

@@ -32,15 +32,16 @@ from pydantic import (
 )
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from config.emails import Email
-from config.facts import BACKFILL, FactKind
+from config.facts import BACKFILL, MESSAGES, READ, FactKind
 from config.settings import Settings, api_token_parts
 from jobs.record import CLOCK_SKEW, RecordError, record
 from jobs.storage.db import begin_write
 from scheduler.daemon.service import Service
+from scheduler.web import reads
 from scheduler.web.metrics import HttpMetrics
 from scheduler.web.problems import PROBLEM_JSON, FieldError, Problem, pointer, problem
 
@@ -237,6 +238,8 @@ class Caller:
     digest: bytes
     kinds: frozenset[FactKind] | None  # None: every kind
     backfill: bool = False  # may record facts as of an earlier time
+    # The capabilities that name no kind of fact: "read", "messages" (``scheduler.web.reads``).
+    scopes: frozenset[str] = frozenset()
 
 
 def callers(settings: Settings) -> list[Caller]:
@@ -255,6 +258,7 @@ def callers(settings: Settings) -> list[Caller]:
                     else None
                 ),
                 backfill=kinds is not None and BACKFILL in kinds,
+                scopes=frozenset(k for k in kinds or () if k in (READ, MESSAGES)),
             )
         )
     return out
@@ -364,12 +368,36 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
         return JSONResponse(recorded.model_dump(mode="json"), status_code=201)
 
     schema = openapi()
+    page = reads.docs_page(schema)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(schema)
 
-    return [Route(e.path, handler(e), methods=["POST"]) for e in ENDPOINTS] + [
-        Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"])
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    async def guard(request: Request, scope: str, handle: reads.Handler) -> Response:
+        response = await _guarded(request, scope, handle)
+        counters.api_request(handle.__name__, response.status_code)
+        return response
+
+    async def _guarded(request: Request, scope: str, handle: reads.Handler) -> Response:
+        caller = authenticate(request.headers.get("authorization"), known)
+        if caller is None:
+            return refusal(401, "a valid API token is required: Authorization: Bearer TOKEN")
+        if scope not in caller.scopes:
+            return refusal(403, f"token {caller.name!r} lacks the {scope!r} scope")
+        request.state.caller = caller.name
+        try:
+            return await handle(request)
+        except reads.Refused as exc:
+            return refusal(exc.status, exc.detail, exc.errors or None)
+
+    return [
+        *(Route(e.path, handler(e), methods=["POST"]) for e in ENDPOINTS),
+        Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"]),
+        Route(f"{PREFIX}/docs", docs, methods=["GET"]),
+        *reads.routes(service, clock, guard),
     ]
 
 
@@ -452,7 +480,7 @@ def openapi() -> dict[str, Any]:
             "schema), including 404 for a path that does not exist and 405 (with `Allow`) for "
             "a method a path does not take.",
         },
-        "paths": paths,
+        "paths": paths | reads.openapi_paths(error),
         "components": {
             "schemas": dict(schemas),
             "responses": {

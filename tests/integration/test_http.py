@@ -523,7 +523,14 @@ async def test_openapi_schema_describes_every_endpoint(
     _, _, client = api
     schema = (await client.get("/api/v1/openapi.json")).json()
     assert schema["openapi"].startswith("3.1")
-    assert sorted(schema["paths"]) == [
+    # The read API and the message actions (tests/integration/test_read_api.py) aside:
+    reads = {"/api/v1/people", "/api/v1/obligations", "/api/v1/events", "/api/v1/programs"}
+    facts = {
+        path: spec
+        for path, spec in schema["paths"].items()
+        if path not in reads and not path.startswith(("/api/v1/messages", "/api/v1/programs/"))
+    }
+    assert sorted(facts) == [
         f"/api/v1/{name}"
         for name in sorted(
             [
@@ -538,7 +545,7 @@ async def test_openapi_schema_describes_every_endpoint(
             ]
         )
     ]
-    for path in schema["paths"].values():
+    for path in facts.values():
         assert sorted(path["post"]["responses"]) == [
             "201",
             "401",
