@@ -11,9 +11,9 @@ Measured per election, polling the database every 10 ms from the command's exit:
 command's start until one of that person's pending messages is cancelled (the cutoff
 reminders) and a new row of theirs exists (the receipt); and the command's own time
 (starting Python, recording, and, as ``tickler record`` does, replanning that person).
-Prints p50 and p99 of both (target: p99 < 1 s), and the pending rows the daemon held. Baseline in the same run: the time a fresh process
-takes to read that person's pending rows (a process start and one query), the least a
-reaction through another process can take.
+Prints p50 and p99 of both (target: p99 < 1 s), and the pending rows the daemon held.
+Baseline in the same run: the time a fresh process takes to read that person's pending rows
+(a process start and one query), the least a reaction through another process can take.
 """
 
 from __future__ import annotations
