@@ -12,22 +12,13 @@ the shipped demo programs, HTTP on loopback.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -95,6 +86,18 @@ def _every_kind(value: Any) -> Any:
             scope = [*FactKind, *(s for s in scope if not (isinstance(s, str) and s in kinds))]
         expanded[key] = scope
     return expanded
+
+
+def _mailbox(value: str) -> str:
+    """Check ``Name <address>`` or a bare address: the address by the one rule of addresses,
+    the name as header text on one line (no ``<``, ``>`` or quotes to confuse a parser)."""
+    address = value
+    if value.endswith(">") and "<" in value:
+        name, address = value[:-1].rsplit("<", 1)
+        if not name.isprintable() or any(c in name for c in '<>"'):
+            raise ValueError(f"the name {name!r} must be one line of text without <, > or quotes")
+    parse_email(address)
+    return value
 
 
 class SettingFileError(SettingsError):
@@ -200,9 +203,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = Field(
-        default="",
-        description="Base of feed URLs, action links and redirects: the address users reach; "
-        "default: http://HTTP_HOST:HTTP_PORT (127.0.0.1 for an unspecified host)",
+        default="http://127.0.0.1:8080",
+        description="Base of feed URLs and of redirects: the address users reach",
     )
     metrics_token: SecretStr | None = Field(
         default=None,
@@ -233,15 +235,16 @@ class Settings(BaseSettings):
         "CMRT; at least 32 characters); unset: emails carry no links and /act pages answer 404. "
         "Changing it revokes every link sent",
     )
+    program_contacts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each program's named contact, the Reply-To of its emails and the person "
+        'they name for questions, e.g. {"fcpa": "Dana Kim, Compliance Officer '
+        '<dana.kim@example.com>"}',
+    )
     public_feeds: list[str] = Field(
         default_factory=list,
         description="Feeds served without a token at /feeds/public/NAME.ics, "
         'e.g. ["program:fcpa:representatives"]',
-    )
-    offer_period: Literal["warn", "refuse"] = Field(
-        default="warn",
-        description="What tickler check does with an offer open fewer than 20 business days "
-        "(Rules 13e-4(f)(1)(i), 14e-1(a)): warn, or refuse it (exit 2)",
     )
     feed_cache_size: int = Field(default=1024, ge=1, description="Rendered feeds kept in memory")
     feed_check_seconds: float = Field(
@@ -291,19 +294,6 @@ class Settings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
-
-    @model_validator(mode="after")
-    def _public_url_from_port(self) -> Settings:
-        # The URLs tickler prints and mails must reach the port it actually listens on
-        # (TICKLER_HTTP_PORT=8091 printed :8080 URLs); a proxy in front sets TICKLER_PUBLIC_URL.
-        if not self.public_url:
-            host = self.http_host
-            if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine answers
-                host = "127.0.0.1"
-            elif ":" in host:
-                host = f"[{host}]"
-            self.public_url = f"http://{host}:{self.http_port}"
-        return self
 
     @field_validator("api_tokens")
     @classmethod
@@ -368,6 +358,16 @@ class Settings(BaseSettings):
             raise ValueError(f"the key needs at least {ACTION_SECRET_MIN} characters")
         return value
 
+    @field_validator("program_contacts")
+    @classmethod
+    def _contacts(cls, values: dict[str, str]) -> dict[str, str]:
+        for program, value in values.items():
+            try:
+                _mailbox(value)
+            except ValueError as exc:
+                raise ValueError(f"contact of {program!r}: {exc}") from None
+        return values
+
     @field_validator("mail_from")
     @classmethod
     def _sender(cls, value: str) -> str:
@@ -397,28 +397,3 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
         return value
-
-
-#: TICKLER_ variables that are read, but are not settings.
-_NOT_SETTINGS = frozenset({"TICKLER_SECRETS_DIR"})
-
-
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """Return a warning for each ``TICKLER_`` variable that names no setting.
-
-    pydantic-settings ignores them (a misspelt ``TICKLER_HTTP_PROT`` would silently leave the
-    default), so the start names each one, with the setting it most resembles. The
-    ``TICKLER_TEST_`` variables belong to the test suite.
-    """
-    known = {f"TICKLER_{name.upper()}" for name in Settings.model_fields}
-    warnings = []
-    for variable in sorted(environ):
-        name = variable.upper()
-        if not name.startswith("TICKLER_") or name.startswith("TICKLER_TEST_"):
-            continue
-        if name in known or name in _NOT_SETTINGS or name.removesuffix("_FILE") in known:
-            continue
-        like = difflib.get_close_matches(name.removesuffix("_FILE"), known, n=1, cutoff=0.8)
-        hint = f" (did you mean {like[0]}?)" if like else ""
-        warnings.append(f"{variable} is not a setting and is ignored{hint}")
-    return warnings

@@ -29,7 +29,7 @@ from jobs.digest import digest_context
 from jobs.mail.mime import OutgoingMessage, mime_bytes
 from jobs.mail.transport import DeliveryStatus, MaildirTransport, Transport
 from jobs.rate import Limiter
-from jobs.render import LinkMaker, TemplateError, render
+from jobs.render import LinkMaker, TemplateError, render, thread_headers
 from jobs.storage import Session, SessionFactory, evidence, outbox
 
 
@@ -41,6 +41,8 @@ class DeliveryOptions:
     # The zone each program's messages write times in (``when`` in templates), by program.
     zones: Mapping[str, str] = field(default_factory=dict)
     timezone: str = "America/Los_Angeles"  # the zone of a program not in ``zones``
+    # Each program's named contact ("Name <address>"): its emails' Reply-To and ``contact``.
+    contacts: Mapping[str, str] = field(default_factory=dict)
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     backoff: timedelta = timedelta(seconds=30)
@@ -110,7 +112,12 @@ def backoff_delay(
 
 def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) -> OutgoingMessage:
     """Render a claimed message into an email (with a calendar invitation for meetings)."""
-    context = {"timezone": options.zones.get(message.program, options.timezone), **context}
+    contact = options.contacts.get(message.program)
+    context = {
+        "timezone": options.zones.get(message.program, options.timezone),
+        **({"contact": contact} if contact else {}),
+        **context,
+    }
     if options.links is not None:
         context = {**context, **options.links.context(message)}
     rendered = render(message.template, context, options.template_dir)
@@ -125,7 +132,11 @@ def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) 
         text=rendered.text,
         html=rendered.html,
         calendar=calendar,
-        headers=(("X-Tickler-Identity", message.identity),),
+        headers=(
+            ("X-Tickler-Identity", message.identity),
+            *thread_headers(message, options.sender),
+        ),
+        reply_to=contact,
     )
 
 

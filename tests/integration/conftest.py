@@ -22,10 +22,11 @@ from jobs.storage.db import EventLog, OutboxMessage, OutboxState
 from scheduler.daemon.service import Service
 from scheduler.web.http import create_app
 from tests.smtp_sink import Server, sinks
-from tests.world import OPEN_WEEK, PROGRAMS, FakeClock, LiveServer, seeded, settings
+from tests.world import OFFER, OPEN_WEEK, PROGRAMS, FakeClock, LiveServer, seeded, settings
 
 SECRET = "action-secret-for-tests-0123456789abcdef"
 CMRT = "conflict-minerals-2016"
+CONTACT = "Dana Kim, Stock Administration <dana.kim@example.com>"
 #: The seed offer's cutoff: 2003-01-20 21:00 PST.
 WAVE_CUTOFF = OPEN_WEEK.replace(day=21, hour=5)
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -109,7 +110,13 @@ def recipient(db_url: str, tmp_path: Path) -> Iterator[Recipient]:
         # The server's address goes into the links, so the socket is bound before the service.
         server = LiveServer(None)
         svc = Service(
-            settings(db_url, tmp_path, action_secret=SECRET, public_url=server.url),
+            settings(
+                db_url,
+                tmp_path,
+                action_secret=SECRET,
+                public_url=server.url,
+                program_contacts={OFFER: CONTACT},
+            ),
             PROGRAMS,
             transport=smtp.transport(),
         )

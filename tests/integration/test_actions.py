@@ -21,7 +21,7 @@ from config.facts import FactKind
 from jobs.storage.db import OutboxState
 from tests.cmrt_workbooks import with_macros, workbook, zip_bomb
 from tests.daemon_support import WAVE_1
-from tests.integration.conftest import WAVE_CUTOFF, Recipient, body
+from tests.integration.conftest import CONTACT, WAVE_CUTOFF, Recipient, body
 from tests.world import OFFER
 
 
@@ -47,6 +47,15 @@ def test_elect_then_withdraw_from_the_announcement_then_refused_after_the_cutoff
     assert set(recipient.outbox("cutoff_reminder", "e1001@example.com")) == {OutboxState.CANCELLED}
     [receipt] = recipient.mail("e1001@example.com", "Receipt")
     assert recipient.link(receipt)
+    # One thread per obligation, answered to the program's named contact.
+    assert receipt["References"] == announcement["References"] == receipt["In-Reply-To"]
+    assert str(receipt["References"]).endswith(".option-exchange-2003@example.com>")
+    assert (
+        receipt["Reply-To"]
+        == announcement["Reply-To"]
+        == f'"{CONTACT.split(" <")[0]}" <dana.kim@example.com>'
+    )
+    assert "Questions: Dana Kim, Stock Administration" in body(receipt, "plain")
 
     # A replay shows what is recorded and records nothing more.
     again = recipient.client.post(url, data={"csrf": csrf, "choice": "elect"})
