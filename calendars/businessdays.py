@@ -23,6 +23,9 @@ class CalendarName(enum.StrEnum):
     """The business-day calendars a program can name."""
 
     SEC = "sec"
+    #: Weekdays that are not federal legal holidays (5 U.S.C. 6103), executive-order closures
+    #: counted open: the "business day" of the tender-offer rules (Rule 14d-1(g)(3)).
+    FEDERAL = "federal"
     NASDAQ = "nasdaq"
     NYSE = "nyse"
     WEEKDAYS = "weekdays"
@@ -33,6 +36,8 @@ def _holidays(name: CalendarName, year: int) -> frozenset[date]:
     if name is CalendarName.SEC:
         # "government" adds the executive-order closures (2018-12-05, 2020-12-24, 2025-01-09).
         days = holidays.country_holidays("US", years=year, categories=("public", "government"))
+    elif name is CalendarName.FEDERAL:
+        days = holidays.country_holidays("US", years=year, categories=("public",))
     elif name is CalendarName.NASDAQ:
         days = holidays.financial_holidays("XNAS", years=year)
     elif name is CalendarName.NYSE:

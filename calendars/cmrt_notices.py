@@ -15,6 +15,7 @@ from calendars.notices import (
     Plan,
     Snapshot,
     at_send_time,
+    send_days,
 )
 from config.facts import FactKind
 from config.programs import ConflictMinerals, Wave
@@ -49,6 +50,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
             "form_sd_due": cm.due_date(program).isoformat(),
         },
         notices,
+        send_days(program),
     )
 
     for supplier in snapshot.people:
@@ -120,6 +122,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
                     f"correction/{fact.id}/{k}",
                     at,
                     max(stop, at + DAY),
+                    at_once=k == 0,  # the answer to the response; the later ones are scheduled
                     number=k,
                     issues=str(fact.payload.get("issues", "")),
                     received=fact.at.date().isoformat(),

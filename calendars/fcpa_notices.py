@@ -16,6 +16,7 @@ from calendars.notices import (
     Plan,
     Snapshot,
     at_send_time,
+    send_days,
     utc,
 )
 from config.facts import FactKind
@@ -101,6 +102,7 @@ def _plan_cycle(
             "onboarding": cycle.onboarding,
         },
         result.notices,
+        send_days(program),
     )
 
     notice(person, "fcpa_request", "request", opens, due + 30 * DAY)

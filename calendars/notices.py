@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from calendars.businessdays import BusinessCalendar, calendar
 from calendars.clock import local_instant
 from calendars.events import Event
 from config.facts import FactKind
@@ -181,6 +183,40 @@ def utc(value: datetime) -> datetime:
 DAY = timedelta(days=1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendDays:
+    """The days a program's scheduled emails go out on: its send calendar's business days."""
+
+    business: BusinessCalendar
+    zone: ZoneInfo
+
+    def place(self, due: datetime, expires: datetime) -> datetime:
+        """Return when a send scheduled at ``due`` goes out: on a business day, same wall time.
+
+        A send that falls on a weekend or holiday (its local date in the program's zone) moves
+        forward to the next business day; when that would reach ``expires`` (a reminder before
+        a deadline that falls on a closed day, or the day after one), it moves back to the last
+        business day before instead. The wall-clock time is kept, so across DST 09:00 stays
+        09:00; a time the DST gap skips moves forward by the gap.
+        """
+        local = due.astimezone(self.zone)
+        if self.business.is_business_day(local.date()):
+            return due
+        ahead = local_instant(self.business.on_or_after(local.date()), local.time(), self.zone)
+        if ahead < expires:
+            return utc(ahead)
+        return utc(local_instant(self.business.before(local.date()), local.time(), self.zone))
+
+
+def send_days(program: ProgramBase) -> SendDays | None:
+    """Return the days ``program`` sends on, or None when it sends on any day."""
+    if program.send_on_closed_days:
+        return None
+    return SendDays(
+        business=calendar(program.send_calendar, program.extra_closures), zone=program.zone
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class NoticeMaker:
     """Append a program occurrence's notices to ``out``, each with the shared ``base`` context.
@@ -193,6 +229,8 @@ class NoticeMaker:
     occurrence: str
     base: Mapping[str, Any]
     out: list[Notice]
+    #: The program's send days: a scheduled notice due on another day moves to one.
+    days: SendDays | None = None
 
     def __call__(
         self,
@@ -204,8 +242,12 @@ class NoticeMaker:
         /,
         *,
         to: str | None = None,
+        at_once: bool = False,
         **context: Any,
     ) -> None:
+        """Append one notice; ``at_once`` for an answer to a fact or a change, never moved."""
+        if self.days is not None and not at_once:
+            due = self.days.place(due, expires)
         if to is not None:
             key = address = to
         elif person is not None:

@@ -31,6 +31,7 @@ from calendars.notices import (
     Plan,
     Snapshot,
     at_send_time,
+    send_days,
     utc,
 )
 from config.facts import FactKind
@@ -287,9 +288,10 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
         "exercise_price_date": d.exercise_price.isoformat(),
     }
 
+    days = send_days(program)
     for h in holdings(program, snapshot.people, snapshot.grants):
         holding = {"grants": h.summary(), "new_shares": h.new_shares}
-        notice = NoticeMaker(program.id, occurrence, shared | holding, notices)
+        notice = NoticeMaker(program.id, occurrence, shared | holding, notices, days)
         pid = h.person.id
         election = elected_at(choices, pid)
         notice(h.person, "offer_announcement", "announcement", announce, cutoff)
@@ -303,6 +305,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                 # The first invitation goes with the announcement; an update when it changed.
                 announce if seq == 0 else max(announce, changed),
                 utc(localize(p.start, program.zone)),
+                at_once=seq > 0,  # an update goes when the meeting changed
                 **meetings[key],
                 location=p.location,
                 dial_in=p.dial_in,
@@ -316,6 +319,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                 f"cancel/{key}/{seq}",
                 changed,
                 changed + 7 * DAY,
+                at_once=True,
                 **meeting,
             )
         if election is None:
@@ -347,6 +351,7 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
                     f"receipt/{fact.id}",
                     fact.at,
                     fact.at + 7 * DAY,
+                    at_once=True,
                     recorded=fact.at.isoformat(),
                 )
         for ext in program.extensions:

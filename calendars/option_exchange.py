@@ -9,8 +9,9 @@ grant date. Extending the offer moves them all, and every event keeps its uid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 from calendars.businessdays import CalendarName, add_years, calendar, first_business_day_after
 from calendars.clock import before, localize
@@ -26,6 +27,7 @@ from config.programs import OptionExchange, split_offset
 
 _EMPLOYEES = frozenset({Audience.EMPLOYEES, Audience.COMPLIANCE})
 _COMPLIANCE = frozenset({Audience.COMPLIANCE})
+_EASTERN = ZoneInfo("America/New_York")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +62,45 @@ def offer_dates(program: OptionExchange) -> OfferDates:
         grant=grant,
         exercise_price=price_cal.before(grant),
         option_expiration=add_years(grant, program.option_term_years),
+    )
+
+
+#: A tender offer stays open at least this many business days (Exchange Act Rule 14e-1(a),
+#: Rule 13e-4(f)(1)(i) for an issuer's own offer).
+MIN_OFFER_BUSINESS_DAYS = 20
+
+
+def offer_business_days(program: OptionExchange) -> int:
+    """Return how many business days the offer is open, its first and last day counted.
+
+    The SEC counts the day the offer commences as its first business day and a day as a
+    business day from 12:01 a.m. to midnight Eastern time, weekdays that are not federal
+    holidays (Rule 14d-1(g)(3): a statutory holiday, so the executive-order closure of
+    2002-12-24 counts as open); the last day counts when the offer runs to the end of it, so
+    the count runs from the open date through the cutoff's date in US Eastern time (21:00
+    Pacific is midnight Eastern: the seed's 2003-01-20 cutoff counts 20 January, a holiday
+    anyway). The program's extra closures count as closed days; an extension moves the cutoff.
+    """
+    federal = calendar(CalendarName.FEDERAL, program.extra_closures)
+    eastern = offer_dates(program).cutoff.astimezone(_EASTERN)
+    # A cutoff at midnight Eastern ends the day before: that whole day was open.
+    last = eastern.date() - timedelta(days=1) if eastern.time() == time(0) else eastern.date()
+    count, day = 0, program.open
+    while day <= last:
+        count += federal.is_business_day(day)
+        day += timedelta(days=1)
+    return count
+
+
+def offer_period_problem(program: OptionExchange) -> str | None:
+    """Return why the offer is open too short a time for a tender offer, or None."""
+    days = offer_business_days(program)
+    if days >= MIN_OFFER_BUSINESS_DAYS:
+        return None
+    return (
+        f"the offer is open {days} business day{'s' * (days != 1)} ({program.open} to "
+        f"{offer_dates(program).cutoff:%Y-%m-%d %H:%M %Z}); a tender offer must stay open at "
+        f"least {MIN_OFFER_BUSINESS_DAYS} business days (Rules 13e-4(f)(1)(i) and 14e-1(a))"
     )
 
 

@@ -106,6 +106,14 @@ class ProgramBase(Model):
     extra_closures: list[Day] = Field(
         default_factory=list, description="Closure days missing from the holiday calendars"
     )
+    send_calendar: Literal["sec", "nasdaq", "nyse", "weekdays"] = Field(
+        default="sec",
+        description="Business days scheduled emails go out on ('sec': weekdays that are not "
+        "US federal holidays); a send due on another day moves to the next business day",
+    )
+    send_on_closed_days: bool = Field(
+        default=False, description="Send on weekends and holidays too, at the scheduled instant"
+    )
 
     @field_validator("timezone")
     @classmethod

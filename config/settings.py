@@ -12,13 +12,22 @@ the shipped demo programs, HTTP on loopback.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -203,8 +212,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = Field(
-        default="http://127.0.0.1:8080",
-        description="Base of feed URLs and of redirects: the address users reach",
+        default="",
+        description="Base of feed URLs, action links and redirects: the address users reach; "
+        "default: http://HTTP_HOST:HTTP_PORT (127.0.0.1 for an unspecified host)",
     )
     metrics_token: SecretStr | None = Field(
         default=None,
@@ -245,6 +255,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Feeds served without a token at /feeds/public/NAME.ics, "
         'e.g. ["program:fcpa:representatives"]',
+    )
+    offer_period: Literal["warn", "refuse"] = Field(
+        default="warn",
+        description="What tickler check does with an offer open fewer than 20 business days "
+        "(Rules 13e-4(f)(1)(i), 14e-1(a)): warn, or refuse it (exit 2)",
     )
     feed_cache_size: int = Field(default=1024, ge=1, description="Rendered feeds kept in memory")
     feed_check_seconds: float = Field(
@@ -294,6 +309,19 @@ class Settings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @model_validator(mode="after")
+    def _public_url_from_port(self) -> Settings:
+        # The URLs tickler prints and mails must reach the port it actually listens on
+        # (TICKLER_HTTP_PORT=8091 printed :8080 URLs); a proxy in front sets TICKLER_PUBLIC_URL.
+        if not self.public_url:
+            host = self.http_host
+            if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine answers
+                host = "127.0.0.1"
+            elif ":" in host:
+                host = f"[{host}]"
+            self.public_url = f"http://{host}:{self.http_port}"
+        return self
 
     @field_validator("api_tokens")
     @classmethod
@@ -397,3 +425,28 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
         return value
+
+
+#: TICKLER_ variables that are read, but are not settings.
+_NOT_SETTINGS = frozenset({"TICKLER_SECRETS_DIR"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Return a warning for each ``TICKLER_`` variable that names no setting.
+
+    pydantic-settings ignores them (a misspelt ``TICKLER_HTTP_PROT`` would silently leave the
+    default), so the start names each one, with the setting it most resembles. The
+    ``TICKLER_TEST_`` variables belong to the test suite.
+    """
+    known = {f"TICKLER_{name.upper()}" for name in Settings.model_fields}
+    warnings = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if not name.startswith("TICKLER_") or name.startswith("TICKLER_TEST_"):
+            continue
+        if name in known or name in _NOT_SETTINGS or name.removesuffix("_FILE") in known:
+            continue
+        like = difflib.get_close_matches(name.removesuffix("_FILE"), known, n=1, cutoff=0.8)
+        hint = f" (did you mean {like[0]}?)" if like else ""
+        warnings.append(f"{variable} is not a setting and is ignored{hint}")
+    return warnings

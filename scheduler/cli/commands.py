@@ -44,11 +44,18 @@ def run(obj: Context, sweep: float | None) -> None:
     import signal
 
     from jobs.storage import DatabaseError
+    from jobs.storage.db import sqlite_path
+    from scheduler.cli.datadir import unwritable
     from scheduler.daemon.logs import scrub
     from scheduler.daemon.loop import Daemon, clock_from, utc_now
     from scheduler.daemon.service import SingleReplicaError
     from scheduler.web import http
 
+    # Before anything is opened or logged: a data directory it cannot write is a settings
+    # error (exit 2), not a traceback after "listening".
+    problems = unwritable(obj.settings, sqlite_path(obj.settings.database_url))
+    if problems:
+        fail(*problems)
     _configure_logging(obj.settings)
     service = _service(obj)
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from calendars.events import Event
+    from config.programs import Program
 
 
 def _instant(value: str | None) -> datetime:
@@ -52,8 +54,10 @@ def cli(ctx: click.Context, now_text: str | None) -> None:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from config.settings import Settings
+    from config.settings import Settings, unknown_variables
 
+    for warning in unknown_variables(os.environ):
+        click.echo(f"warning: {shown(warning)}", err=True)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -109,8 +113,26 @@ def check(obj: Context, config_dir: Path | None) -> None:
             )
     if errors:
         fail(*(str(e) for e in errors))
+    short = _short_offers(files)
+    if short and obj.settings.offer_period == "refuse":
+        fail(*(f"{p}: {problem} (TICKLER_OFFER_PERIOD=refuse)" for p, problem in short))
+    for path, problem in short:
+        click.echo(f"warning: {shown(f'{path}: {problem}')}", err=True)
     for _path, program in files:
         click.echo(shown(f"ok  {program.id}  ({program.kind}: {program.name})"))
+
+
+def _short_offers(files: Sequence[tuple[Path, Program]]) -> list[tuple[Path, str]]:
+    """Return each offer open fewer business days than a tender offer must be, and why."""
+    from calendars.option_exchange import offer_period_problem
+    from config.programs import OptionExchange
+
+    return [
+        (path, problem)
+        for path, program in files
+        if isinstance(program, OptionExchange)
+        and (problem := offer_period_problem(program)) is not None
+    ]
 
 
 def _day(value: str | None) -> date | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from config.settings import Settings
 from jobs.rate import FORGET_AFTER, Limiter, Slot, domain_of
 
 
@@ -129,3 +132,19 @@ def test_idle_domains_are_forgotten_but_busy_ones_keep_their_slot() -> None:
     assert at == pytest.approx(3000.0)
     assert "idle.example" not in limiter._domains
     assert len(limiter._domains) <= FORGET_AFTER
+
+
+def test_the_settings_read_both_rates_and_refuse_zero(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # away from any .env
+    monkeypatch.setenv("TICKLER_SMTP_RATE", "2.5")
+    monkeypatch.setenv("TICKLER_SMTP_DOMAIN_RATE", "0.5")
+    settings = Settings()
+    assert (settings.smtp_rate, settings.smtp_domain_rate) == (2.5, 0.5)
+    monkeypatch.setenv("TICKLER_SMTP_RATE", "0")
+    with pytest.raises(ValidationError, match="smtp_rate"):
+        Settings()
+    monkeypatch.delenv("TICKLER_SMTP_RATE")
+    monkeypatch.delenv("TICKLER_SMTP_DOMAIN_RATE")
+    assert Settings().smtp_rate is None

@@ -15,7 +15,13 @@ from calendars.businessdays import (
     form_sd_due,
 )
 from calendars.clock import before, local_instant, localize
-from calendars.option_exchange import offer_dates, reminder_instants
+from calendars.option_exchange import (
+    MIN_OFFER_BUSINESS_DAYS,
+    offer_business_days,
+    offer_dates,
+    offer_period_problem,
+    reminder_instants,
+)
 from config.loader import default_program_dir, load_program_file
 from config.programs import OptionExchange, WrittenOffset, parse_offset, split_offset
 
@@ -246,3 +252,28 @@ def test_july_cutoff_is_pdt() -> None:
 def test_send_time_default() -> None:
     assert seed_offer().send_time == time(9, 0)
     assert timedelta(days=7) == parse_offset("7d")
+
+
+@pytest.mark.parametrize(
+    ("open_day", "cutoff", "days"),
+    [
+        # The seed: 19 December 2002 to 20 January 2003 (Martin Luther King Day), 21:00
+        # Pacific. Christmas and New Year's Day are holidays; 24 December 2002 was an
+        # executive-order closure, not a federal holiday, so it counts: exactly 20.
+        (date(2002, 12, 19), datetime(2003, 1, 20, 21, 0), 20),
+        (date(2002, 12, 20), datetime(2003, 1, 20, 21, 0), 19),
+        # 21:00 Pacific is midnight Eastern: the day ends open. 20:59 is before the day ends.
+        (date(2003, 1, 16), datetime(2003, 1, 17, 21, 0), 2),
+        (date(2003, 1, 16), datetime(2003, 1, 17, 20, 59), 2),
+        (date(2003, 1, 16), datetime(2003, 1, 16, 10, 0), 1),
+    ],
+)
+def test_offer_business_days(open_day: date, cutoff: datetime, days: int) -> None:
+    offer = OptionExchange.model_validate(
+        {**seed_offer().model_dump(), "open": open_day, "cutoff": cutoff, "presentations": []}
+    )
+    assert offer_business_days(offer) == days
+    problem = offer_period_problem(offer)
+    assert (problem is None) is (days >= MIN_OFFER_BUSINESS_DAYS)
+    if problem:
+        assert f"open {days} business day" in problem and "at least 20 business days" in problem

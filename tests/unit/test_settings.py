@@ -198,3 +198,50 @@ def test_the_command_names_the_setting_and_the_key(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 2
     assert "error: setting TICKLER_API_SCOPES: " in result.output
     assert "'HR' names no API token (did you mean 'hr'?)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "http://127.0.0.1:8080"),
+        ({"TICKLER_HTTP_PORT": "8091"}, "http://127.0.0.1:8091"),
+        ({"TICKLER_HTTP_HOST": "0.0.0.0", "TICKLER_HTTP_PORT": "9000"}, "http://127.0.0.1:9000"),
+        ({"TICKLER_HTTP_HOST": "tickler.internal"}, "http://tickler.internal:8080"),
+        ({"TICKLER_HTTP_HOST": "::1"}, "http://[::1]:8080"),
+        (
+            {"TICKLER_HTTP_PORT": "8091", "TICKLER_PUBLIC_URL": "https://cal.example.com"},
+            "https://cal.example.com",
+        ),
+    ],
+)
+def test_public_url_follows_the_port_unless_set(
+    env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().public_url == expected
+
+
+def test_unknown_variables_are_named_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from config.settings import unknown_variables
+    from scheduler.cli.main import cli
+
+    env = {
+        "TICKLER_HTTP_PROT": "8091",
+        "TICKLER_SMTP_HOST": "mail",
+        "TICKLER_API_TOKENS_FILE": "/run/secrets/t",
+        "TICKLER_SECRETS_DIR": "/run/secrets",
+        "TICKLER_TEST_POSTGRES_URL": "postgresql://x",
+        "TICKLER_WHATEVER": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(env) == [
+        "TICKLER_HTTP_PROT is not a setting and is ignored (did you mean TICKLER_HTTP_PORT?)",
+        "TICKLER_WHATEVER is not a setting and is ignored",
+    ]
+    monkeypatch.setenv("TICKLER_HTTP_PROT", "8091")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 0
+    assert "warning: TICKLER_HTTP_PROT is not a setting" in result.stderr
