@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from scheduler.cli.context import Context, fail
+from scheduler.cli.terminal import shown, shown_lines
 
 if TYPE_CHECKING:
     import mailbox
@@ -138,7 +139,9 @@ def list_command(obj: Context, limit: int, show_all: bool, match: str | None, fm
         return
     # One line a message, nothing cut: greppable, and the key is there to copy into ``show``.
     for s in found:
-        click.echo(f"{s.date[:16].replace('T', ' ') or '?':16}  {s.key}  {s.to}  {s.subject}")
+        click.echo(
+            shown(f"{s.date[:16].replace('T', ' ') or '?':16}  {s.key}  {s.to}  {s.subject}")
+        )
     if len(found) < total:
         click.echo(f"({len(found)} of {total}; --all for every one)", err=True)
 
@@ -162,7 +165,7 @@ def show_command(obj: Context, wanted: str, part: str | None) -> None:
     for name in ("Date", "From", "To", "Reply-To", "Subject", "Message-ID", IDENTITY_HEADER):
         value = message.get(name)
         if value is not None:
-            click.echo(f"{name}: {value}")
+            click.echo(shown(f"{name}: {value}"))
     click.echo(f"Key: {key}")
     parts = [
         p.get_content_type() + (f" ({p.get_filename()})" if p.get_filename() else "")
@@ -175,4 +178,4 @@ def show_command(obj: Context, wanted: str, part: str | None) -> None:
     if body is None:
         fail(f"message {key} has no {'HTML' if part == 'html' else 'text'} part")
     assert isinstance(body, EmailMessage)
-    click.echo(str(body.get_content()).rstrip("\n"))
+    click.echo(shown_lines(str(body.get_content()).rstrip("\n")))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from scheduler.cli.context import Context, fail
+from scheduler.cli.terminal import shown
 
 if TYPE_CHECKING:
     from jobs.storage.messages import Message
@@ -68,7 +69,7 @@ def _service(obj: Context) -> Service:
 def _refused(status: int, message: str) -> NoReturn:
     if status == 404:
         fail(message)
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {shown(message)}", err=True)
     sys.exit(EXIT_REFUSED)
 
 
@@ -123,7 +124,8 @@ def list_command(
         return
     for m in rows:
         due = f"{m.due_at:%Y-%m-%d %H:%M}Z"
-        click.echo(f"{m.id:>8}  {due}  {m.state:<9}  {m.program:<20}  {m.job:<24}  {m.recipient}")
+        line = f"{m.id:>8}  {due}  {m.state:<9}  {m.program:<20}  {m.job:<24}  {m.recipient}"
+        click.echo(shown(line))
     if len(rows) == limit:
         click.echo(f"(more: --after {rows[-1].id})", err=True)
 
@@ -175,11 +177,13 @@ def show(obj: Context, ref: str, raw: bool) -> None:
         click.echo(f"resent as:   {', '.join(map(str, resent))}")
     for event in actions:
         extra = {k: v for k, v in event.payload.items() if k not in ("message", "message_id")}
-        click.echo(f"action:      {event.at.isoformat()}  {event.kind}  by {event.actor}  {extra}")
+        line = f"action:      {event.at.isoformat()}  {event.kind}  by {event.actor}  {extra}"
+        click.echo(shown(line))
     if sent is None:
         click.echo("(no stored bytes: not sent, or sent before evidence was kept)")
         return
-    click.echo(f"server:      {sent.code if sent.code is not None else '-'} {sent.reply}")
+    # The reply is the remote server's text: shown, never obeyed (scheduler.cli.terminal).
+    click.echo(shown(f"server:      {sent.code if sent.code is not None else '-'} {sent.reply}"))
     click.echo(f"bytes:       {len(sent.data)}")
     click.echo("")
     sys.stdout.flush()
@@ -205,7 +209,7 @@ def _describe(m: Message) -> None:
     if m.resend_of is not None:
         lines.append(("resend of", str(m.resend_of)))
     for name, value in lines:
-        click.echo(f"{name + ':':<12} {value}")
+        click.echo(shown(f"{name + ':':<12} {value}"))
 
 
 def _action(name: str, help: str, reason: bool = False) -> Callable[..., None]:
@@ -230,7 +234,7 @@ def _action(name: str, help: str, reason: bool = False) -> Callable[..., None]:
             _refused(exc.status, exc.message)
         finally:
             service.engine.dispose()
-        click.echo(f"{name}: message {result.id} is {result.state} ({result.identity})")
+        click.echo(shown(f"{name}: message {result.id} is {result.state} ({result.identity})"))
 
     return command
 

@@ -35,6 +35,13 @@ def shown(value: object) -> str:
     return _UNSAFE.sub(_escape, str(value))
 
 
+def shown_lines(value: object) -> str:
+    """Return text of several lines safe to print: line breaks and tabs kept, the rest shown."""
+    return "\n".join(
+        "\t".join(shown(part) for part in line.split("\t")) for line in str(value).split("\n")
+    )
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

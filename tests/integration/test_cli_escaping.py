@@ -57,6 +57,13 @@ def test_status_shows_markup_and_escapes_in_data_as_text(db_url: str) -> None:
         "failed fcpa/2027/[/x]\\x1b[2J@evil.example/request: 550 5.1.1 <[/x]@evil> "
         "\\x1b]0;pwned\\x07 [white on white]hidden\\x9b2J"
     ) in " ".join(result.output.split())  # as one line: Rich wraps at the terminal's width
+    for command in (["messages", "list"], ["messages", "show", "status-escaping.1@tickler"]):
+        shown = CliRunner().invoke(cli, ["--now", NOW.isoformat(), *command])
+        assert shown.exit_code == 0, shown.output
+        assert not any(char in shown.output for char in RAW), repr(shown.output)
+        if command[1] == "show":  # the identity and the server's reply, as text
+            assert "\\x1b[2J@evil.example" in shown.output
+            assert "\\x1b]0;pwned\\x07 [white on white]hidden" in shown.output
 
 
 def test_an_import_error_shows_a_hostile_header_inert(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from scheduler.cli.main import cli
-from scheduler.cli.terminal import csv_cell, shown
+from scheduler.cli.terminal import csv_cell, shown, shown_lines
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "CM \x1b]0;pwned\x07[/x] \x9b2J \u202eevil"
@@ -33,6 +33,13 @@ TITLE = '=HYPERLINK("http://evil") \x1b[2J[red]x[/red] [/x]'
 )
 def test_shown(value: str, expected: str) -> None:
     assert shown(value) == expected
+
+
+def test_shown_lines_keeps_line_breaks_and_tabs() -> None:
+    assert (
+        shown_lines("Dear Pat,\n\tsee \x1b[8mhidden\r\n")
+        == "Dear Pat,\n\tsee \\x1b[8mhidden\\x0d\n"
+    )
 
 
 @pytest.mark.parametrize(
