@@ -12,6 +12,16 @@ Isolated: a program whose rules raise is left out of the plan, and so is one per
 make a program's rules raise (an HR export's 9999-12-31 stored before imports checked dates),
 while everything else is planned as usual. What was left out keeps its pending messages,
 obligations and event revisions as they were, and is reported (``PlanResult.skipped``).
+
+Incremental and streamed: a plan is made in *parts*, each its own short transaction. The
+program part plans what belongs to no person (milestones, the digest, event revisions); a
+people part plans a chunk of people (``CHUNK``), reading only their rows, their facts and the
+facts about no person, and reconciles only their pending messages and obligations. The
+planners treat people one at a time, so the parts together give exactly what one plan of
+everything gives. A recorded fact replans its person (``Scope``, from the event log); a whole
+plan streams every person, chunk by chunk, with memory bounded by the chunk. Obligations that
+planning no longer produces are retired (``obligations.RETIRED``), like pending messages are
+cancelled, so the result does not depend on the order in which people, facts and plans came.
 """
 
 from __future__ import annotations
@@ -24,15 +34,18 @@ from zoneinfo import ZoneInfo
 from calendars.kinds import effective, expand_program, plan_notices
 from calendars.notices import Notice, ObligationState, PersonView, Plan, Snapshot, Team
 from calendars.versions import Revision, revise
-from config.programs import Program
-from jobs.storage import Session, obligations, outbox, skips, versions
+from config.programs import OptionExchange, Program
+from jobs.storage import Session, facts, obligations, outbox, skips, snapshot, versions
 from jobs.storage.skips import WHOLE_PROGRAM, Skipped
-from jobs.storage.snapshot import load_snapshot
 
 # Notices that had already expired this long before they were first planned are history
 # (a program file describing a past campaign), not a backlog: they are not queued at all.
 HISTORY = timedelta(days=7)
 DIGEST_PROGRAM = "tickler"
+# People per part of a plan: one transaction, a few hundred milliseconds, a few MB.
+CHUNK = 1000
+ObligationKey = obligations.Key
+StoredObligation = obligations.Stored
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +59,34 @@ class PlanReport:
     cancelled_by: Mapping[tuple[str, str], int] = field(default_factory=dict)
     # Programs, and people under a program, left out because their rules raised.
     skipped: Sequence[Skipped] = ()
+    retired: int = 0  # obligations no longer planned
+    # The skips the plan decided (person keys, WHOLE_PROGRAM); None: all of its programs'.
+    covers: frozenset[str] | None = None
+
+    def __add__(self, other: PlanReport) -> PlanReport:
+        """Return the report of two parts of one plan."""
+        by = dict(self.cancelled_by)
+        for key, n in other.cancelled_by.items():
+            by[key] = by.get(key, 0) + n
+        return PlanReport(
+            planned=self.planned + other.planned,
+            inserted=self.inserted + other.inserted,
+            updated=self.updated + other.updated,
+            cancelled=self.cancelled + other.cancelled,
+            history=self.history + other.history,
+            cancelled_by=by,
+            # Each part finds a failing program again: name it once.
+            skipped=list(
+                {(k.program, k.person): k for k in [*self.skipped, *other.skipped]}.values()
+            ),
+            retired=self.retired + other.retired,
+            covers=None
+            if self.covers is None or other.covers is None
+            else self.covers | other.covers,
+        )
+
+
+NOTHING = PlanReport(planned=0, inserted=0, updated=0, cancelled=0, history=0, covers=frozenset())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +97,12 @@ class PlanInputs:
     revisions: versions.Revisions  # by program id, then event key
     # The pending messages of the programs (and the digest): identity -> (program, person id)
     pending: Mapping[str, tuple[str, int | None]]
+    # The live obligations of the people planned: key -> (state, details)
+    obligations: Mapping[ObligationKey, StoredObligation] = field(default_factory=dict)
+    # Whether this part plans what belongs to no person (milestones, the digest).
+    unowned: bool = True
+    # The skips this part decides (person keys, WHOLE_PROGRAM); None: all of the programs'.
+    covers: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,15 +116,42 @@ class PlanResult:
     cancel: frozenset[str]  # pending identities no longer planned
     programs: frozenset[str]  # the programs planned (their skips are replaced)
     skipped: list[Skipped] = field(default_factory=list)
+    retire: Mapping[ObligationKey, StoredObligation] = field(default_factory=dict)
+    covers: frozenset[str] | None = None  # as PlanInputs.covers
 
 
-def load(session: Session, programs: Sequence[Program], team: Team) -> PlanInputs:
-    """Read what ``compute`` needs for ``programs``."""
+def load(
+    session: Session,
+    programs: Sequence[Program],
+    team: Team,
+    people: Sequence[PersonView] | None = None,
+) -> PlanInputs:
+    """Read what ``compute`` needs for one part of the plan of ``programs``: the program part
+    (``people`` None), or the part of ``people``."""
     ids = [p.id for p in programs]
+    if people is None:
+        return PlanInputs(
+            snapshot=Snapshot(
+                people=[], grants=[], facts=snapshot.load_facts_of(session, []), team=team
+            ),
+            revisions=versions.load(session, ids),
+            pending=outbox.pending_of(session, {*ids, DIGEST_PROGRAM}, None),
+            unowned=True,
+            covers=frozenset({WHOLE_PROGRAM}),
+        )
+    who = [p.id for p in people]
     return PlanInputs(
-        snapshot=load_snapshot(session, team=team),
+        snapshot=Snapshot(
+            people=people,
+            grants=snapshot.load_grants(session, of=who),
+            facts=snapshot.load_facts_of(session, who),
+            team=team,
+        ),
         revisions=versions.load(session, ids),
-        pending=outbox.pending_owners(session, {*ids, DIGEST_PROGRAM}),
+        pending=outbox.pending_of(session, set(ids), who),
+        obligations=obligations.live(session, ids, who),
+        unowned=False,
+        covers=frozenset(p.key for p in people),
     )
 
 
@@ -89,7 +163,7 @@ def compute(
     A program whose rules raise, or a person whose rows make them raise, is left out and
     listed in ``skipped``; their pending messages are not cancelled.
     """
-    notices: list[Notice] = digest_notices(team, zone, now)
+    notices: list[Notice] = digest_notices(team, zone, now) if inputs.unowned else []
     states: list[ObligationState] = []
     changed: dict[str, dict[str, Revision]] = {}
     skipped: list[Skipped] = []
@@ -111,7 +185,8 @@ def compute(
             )
             continue
         changed[program.id] = revised
-        notices.extend(plan.notices)
+        # A people part leaves what belongs to no person to the program part.
+        notices.extend(n for n in plan.notices if inputs.unowned or n.person_id is not None)
         states.extend(plan.obligations)
         skipped.extend(
             Skipped(program=program.id, person=person.key, person_id=person.id, error=_why(exc))
@@ -121,6 +196,9 @@ def compute(
     planned = {n.identity for n in fresh}
     whole = {s.program for s in skipped if s.person == WHOLE_PROGRAM}
     people = {(s.program, s.person_id) for s in skipped if s.person_id is not None}
+    produced = {obligations.key_of(o) for o in states}
+    if not inputs.unowned:  # a people part read its people's obligations: write what moved
+        states = obligations.changed(states, inputs.obligations)
     return PlanResult(
         notices=fresh,
         history=len(notices) - len(fresh),
@@ -133,6 +211,12 @@ def compute(
         ),
         programs=frozenset(p.id for p in programs),
         skipped=skipped,
+        retire={
+            key: row
+            for key, row in inputs.obligations.items()
+            if key not in produced and key[0] not in whole and (key[0], key[2]) not in people
+        },
+        covers=inputs.covers,
     )
 
 
@@ -193,7 +277,8 @@ def write(session: Session, result: PlanResult, now: datetime) -> PlanReport:
     report = outbox.enqueue(session, result.notices, now)
     cancelled = outbox.cancel_pending_by_kind(session, result.cancel, "no longer planned", now)
     obligations.store(session, result.obligations, now)
-    skips.replace(session, result.programs, result.skipped, now)
+    retired = obligations.retire(session, result.retire, "no longer planned", now)
+    skips.replace(session, result.programs, result.skipped, now, people=result.covers)
     return PlanReport(
         planned=len(result.notices),
         inserted=report.inserted,
@@ -202,7 +287,59 @@ def write(session: Session, result: PlanResult, now: datetime) -> PlanReport:
         history=result.history,
         cancelled_by=dict(cancelled),
         skipped=result.skipped,
+        retired=retired,
+        covers=result.covers,
     )
+
+
+def plan_part(
+    session: Session,
+    *,
+    programs: Sequence[Program],
+    team: Team,
+    zone: str,
+    now: datetime,
+    people: Sequence[PersonView] | None = None,
+) -> PlanReport:
+    """Plan one part of ``programs`` at ``now``: what belongs to no person (``people`` None),
+    or ``people``; reconcile that part's messages and obligations, nobody else's."""
+    inputs = load(session, programs, team, people)
+    result = compute(inputs, programs=programs, team=team, zone=zone, now=now)
+    return write(session, result, now)
+
+
+def plan_chunk(
+    session: Session,
+    *,
+    programs: Sequence[Program],
+    team: Team,
+    zone: str,
+    now: datetime,
+    after: int,
+) -> tuple[PlanReport, int | None]:
+    """Plan the next ``CHUNK`` people whose id is above ``after``; return the report and the
+    last id planned (``None`` when there was nobody left)."""
+    people = snapshot.people_after(session, after, CHUNK)
+    if not people:
+        return NOTHING, None
+    report = plan_part(session, programs=programs, team=team, zone=zone, now=now, people=people)
+    return report, people[-1].id
+
+
+def plan_people(
+    session: Session,
+    *,
+    programs: Sequence[Program],
+    team: Team,
+    zone: str,
+    now: datetime,
+    ids: Sequence[int],
+) -> PlanReport:
+    """Plan the people ``ids`` (at most ``CHUNK``; those that exist) under ``programs``."""
+    people = snapshot.people_by_id(session, ids)
+    if not people:
+        return NOTHING
+    return plan_part(session, programs=programs, team=team, zone=zone, now=now, people=people)
 
 
 def replan(
@@ -213,11 +350,81 @@ def replan(
     zone: str,
     now: datetime,
 ) -> PlanReport:
-    """Plan ``programs`` (and the weekly digest) at ``now``; reconcile their outbox rows and
-    obligations. The other programs' rows are left as they are."""
-    inputs = load(session, programs, team)
-    result = compute(inputs, programs=programs, team=team, zone=zone, now=now)
-    return write(session, result, now)
+    """Plan ``programs`` (and the weekly digest) at ``now`` in ``session``: the program part,
+    then every person chunk by chunk. The other programs' rows are left as they are."""
+    report = plan_part(session, programs=programs, team=team, zone=zone, now=now)
+    after: int | None = 0
+    while after is not None:
+        part, after = plan_chunk(
+            session, programs=programs, team=team, zone=zone, now=now, after=after
+        )
+        report += part
+    return report
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scope:
+    """What changed, so what to plan again: whole programs, and people (under every program)."""
+
+    programs: frozenset[str] = frozenset()
+    people: frozenset[int] = frozenset()
+
+    def __or__(self, other: Scope) -> Scope:
+        return Scope(programs=self.programs | other.programs, people=self.people | other.people)
+
+    def __bool__(self) -> bool:
+        return bool(self.programs or self.people)
+
+
+def changed_by(
+    session: Session, changes: Sequence[facts.Change], programs: Sequence[Program]
+) -> Scope:
+    """Return what the event-log rows ``changes`` call to plan again.
+
+    A fact about a person replans that person (under every program: a termination or a hire
+    names none); a fact about no person (an offer's extension) its whole program; an import of
+    people the people it wrote (their ``updated_at`` is the import's instant); an import of
+    grants the programs that read grants. Other rows (bookkeeping) change no plan.
+    """
+    known = {p.id for p in programs}
+    whole: set[str] = set()
+    people: set[int] = set()
+    for change in changes:
+        if change.kind in snapshot.FACT_KINDS:
+            if change.person_id is not None:
+                people.add(change.person_id)
+            elif change.program in known:
+                whole.add(change.program)
+            elif change.program is None:
+                whole |= known
+        elif change.kind == "import":
+            if change.imported == "grants":
+                whole |= {p.id for p in programs if isinstance(p, OptionExchange)}
+            else:
+                people.update(snapshot.updated_at(session, change.at))
+    return Scope(programs=frozenset(whole), people=frozenset(people))
+
+
+def changed_between(
+    session: Session, after: datetime, until: datetime, programs: Sequence[Program]
+) -> Scope:
+    """Return what the clock moving from ``after`` to ``until`` may change: the people with a
+    message or an obligation due in between (a reminder's window closed, an acknowledgment
+    became overdue, an escalation fell due), and the scope of the facts dated in between (a
+    fact recorded ahead of the clock takes effect). Horizons further out (a continuous
+    program's next cycle a year ahead) are left to the periodic whole plan."""
+    known = {p.id for p in programs}
+    people = outbox.people_due_between(session, after, until)
+    people |= obligations.people_due_between(session, after, until)
+    whole: set[str] = set()
+    for program, person_id in facts.dated_between(session, after, until):
+        if person_id is not None:
+            people.add(person_id)
+        elif program in known:
+            whole.add(program)
+        elif program is None:
+            whole |= known
+    return Scope(programs=frozenset(whole), people=frozenset(people))
 
 
 def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:

@@ -253,6 +253,39 @@ def pending_owners(
     return {identity: (program, person_id) for identity, program, person_id in rows}
 
 
+def pending_of(
+    session: Session, programs: AbstractSet[str], person_ids: Iterable[int] | None
+) -> dict[str, tuple[str, int | None]]:
+    """``pending_owners`` for the people ``person_ids`` only, or (``None``) for the messages
+    that belong to no person (milestones, the digest): what one part of a plan decides."""
+    who = _c.person_id.is_(None) if person_ids is None else _c.person_id.in_(list(person_ids))
+    rows = session.execute(
+        select(_c.identity, _c.program, _c.person_id).where(
+            _c.state == OutboxState.PENDING,
+            _c.program.in_(list(programs)),
+            who,
+            _c.resend_of.is_(None),  # see pending_owners
+        )
+    )
+    return {identity: (program, person_id) for identity, program, person_id in rows}
+
+
+def people_due_between(session: Session, after: datetime, until: datetime) -> set[int]:
+    """Return the people with a message (in any state) due in (after, until]: the clock has
+    crossed one of their instants, so their obligations may have moved (overdue, escalated)."""
+    rows = session.scalars(
+        select(_c.person_id)
+        .where(
+            _c.state.in_(list(OutboxState)),  # the (state, due_at) index, one range per state
+            _c.due_at > after,
+            _c.due_at <= until,
+            _c.person_id.is_not(None),
+        )
+        .distinct()
+    )
+    return {int(p) for p in rows}
+
+
 def cancel_pending_except(
     session: Session,
     program: str,

@@ -23,6 +23,7 @@ from jobs.storage.db import (
     Person,
     dialect_name,
 )
+from jobs.storage.obligations import RETIRED
 
 LATENESS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
 
@@ -43,9 +44,9 @@ def status_rows(session: Session, now: datetime) -> StatusRows:
     return StatusRows(
         obligations=list(
             session.execute(
-                select(
-                    Obligation.program, Obligation.kind, Obligation.state, func.count()
-                ).group_by(Obligation.program, Obligation.kind, Obligation.state)
+                select(Obligation.program, Obligation.kind, Obligation.state, func.count())
+                .where(Obligation.state != RETIRED)
+                .group_by(Obligation.program, Obligation.kind, Obligation.state)
             )
         ),
         messages=list(
@@ -112,7 +113,9 @@ def digest_rows(session: Session, now: datetime, window: timedelta) -> DigestRow
                     Obligation.due_at,
                     Person.kind,
                     Person.external_id,
-                ).join(Person, Person.id == Obligation.person_id)
+                )
+                .join(Person, Person.id == Obligation.person_id)
+                .where(Obligation.state != RETIRED)
             )
         ),
     )
@@ -168,9 +171,9 @@ def outbox_figures(session: Session, now: datetime) -> OutboxFigures:
     obligations = {
         (program, state): int(n)
         for program, state, n in session.execute(
-            select(Obligation.program, Obligation.state, func.count()).group_by(
-                Obligation.program, Obligation.state
-            )
+            select(Obligation.program, Obligation.state, func.count())
+            .where(Obligation.state != RETIRED)
+            .group_by(Obligation.program, Obligation.state)
         )
     }
     return OutboxFigures(

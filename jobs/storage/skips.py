@@ -37,19 +37,24 @@ class StoredSkip:
 
 
 def replace(
-    session: Session, programs: Collection[str], skipped: Sequence[Skipped], now: datetime
+    session: Session,
+    programs: Collection[str],
+    skipped: Sequence[Skipped],
+    now: datetime,
+    *,
+    people: Collection[str] | None = None,
 ) -> None:
     """Make ``skipped`` the skips of ``programs`` (just planned); keep ``since`` of those that
-    last, drop those that are gone. Other programs' rows are left as they are."""
+    last, drop those that are gone. Other programs' rows are left as they are, and so are the
+    rows of people not in ``people`` (person keys, ``WHOLE_PROGRAM`` for the program itself)
+    when a part of the programs was planned."""
     if not programs:
         return
-    stored = {
-        (row.program, row.person): row
-        for row in session.scalars(
-            select(PlanningSkip).where(PlanningSkip.program.in_(list(programs)))
-        )
-    }
-    wanted = {(s.program, s.person): s for s in skipped}
+    query = select(PlanningSkip).where(PlanningSkip.program.in_(list(programs)))
+    if people is not None:
+        query = query.where(PlanningSkip.person.in_(list(people)))
+    stored = {(row.program, row.person): row for row in session.scalars(query)}
+    wanted = {(s.program, s.person): s for s in skipped if people is None or s.person in people}
     for key, row in stored.items():
         if key not in wanted:
             session.execute(

@@ -1,8 +1,16 @@
-"""Load what the planners read (people, grants, facts) as the core's value types."""
+"""Load what the planners read (people, grants, facts) as the core's value types.
+
+Planning reads the people in chunks (``people_after``, by id) and, for each chunk, only their
+grants and facts plus the facts that name no person (an offer's extensions): memory is bounded
+by the chunk, not by the company.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from calendars.notices import Fact, GrantView, PersonView, Snapshot, Team
@@ -29,6 +37,47 @@ def load_facts(session: Session) -> list[Fact]:
         )
         for r in rows
     ]
+
+
+def load_facts_of(session: Session, person_ids: Collection[int]) -> list[Fact]:
+    """Return the facts about ``person_ids`` and those about no person, oldest first."""
+    ids = list(person_ids)
+    about: ColumnElement[bool] = EventLog.person_id.is_(None)
+    if ids:
+        about = or_(about, EventLog.person_id.in_(ids))
+    rows = session.scalars(
+        select(EventLog)
+        .where(EventLog.kind.in_(FACT_KINDS), about)
+        .order_by(EventLog.at, EventLog.id)
+    )
+    return [
+        Fact(
+            id=r.id,
+            kind=FactKind(r.kind),
+            at=r.at,
+            program=r.program,
+            person_id=r.person_id,
+            payload=dict(r.payload or {}),
+        )
+        for r in rows
+    ]
+
+
+def people_after(session: Session, after: int, limit: int) -> list[PersonView]:
+    """Return up to ``limit`` people whose id is above ``after``, by id (one chunk of a plan)."""
+    rows = session.scalars(select(Person).where(Person.id > after).order_by(Person.id).limit(limit))
+    return [person_view(p) for p in rows]
+
+
+def people_by_id(session: Session, ids: Collection[int]) -> list[PersonView]:
+    """Return the people among ``ids`` that exist, by id."""
+    rows = session.scalars(select(Person).where(Person.id.in_(list(ids))).order_by(Person.id))
+    return [person_view(p) for p in rows]
+
+
+def updated_at(session: Session, at: datetime) -> list[int]:
+    """Return the ids of the people last written at ``at`` (by the import stamped ``at``)."""
+    return list(session.scalars(select(Person.id).where(Person.updated_at == at)))
 
 
 def person_view(p: Person) -> PersonView:
@@ -64,11 +113,16 @@ def person(session: Session, kind: str, external_id: str) -> PersonView | None:
     return person_view(row) if row is not None else None
 
 
-def load_grants(session: Session, person_id: int | None = None) -> list[GrantView]:
-    """Return every option grant (or ``person_id``'s), oldest first."""
+def load_grants(
+    session: Session, person_id: int | None = None, *, of: Collection[int] | None = None
+) -> list[GrantView]:
+    """Return every option grant (or ``person_id``'s, or those of the people ``of``), oldest
+    first."""
     query = select(OptionGrant).order_by(OptionGrant.id)
     if person_id is not None:
         query = query.where(OptionGrant.person_id == person_id)
+    if of is not None:
+        query = query.where(OptionGrant.person_id.in_(list(of)))
     return [
         GrantView(
             id=g.id,

@@ -4,6 +4,7 @@ the simulator and the CLI share. Blocking database work runs in worker threads."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -11,6 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -20,10 +22,19 @@ from config.programs import Program
 from config.settings import Settings
 from jobs.deliver import Delivered, DeliveryOptions, DeliveryReport, deliver_due
 from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
-from jobs.render import LinkMaker
+from jobs.planning import (
+    CHUNK,
+    NOTHING,
+    PlanReport,
+    Scope,
+    changed_between,
+    changed_by,
+    plan_chunk,
+    plan_part,
+    plan_people,
+)
 from jobs.rate import Limiter
 from jobs.render import LinkMaker
-from jobs.planning import PlanReport, replan
 from jobs.storage import Engine, facts, outbox
 from jobs.storage.db import (
     begin_write,
@@ -38,6 +49,8 @@ from scheduler.daemon.logs import log_delivered
 from scheduler.daemon.metrics import Metrics
 
 log = logging.getLogger("tickler")
+# Event-log rows read per query by the change feed.
+CHANGES = 5000
 
 
 def transport_from_settings(settings: Settings) -> Transport:
@@ -92,7 +105,6 @@ class Service:
             ),
             zones={p.id: p.timezone for p in self.programs},
             timezone=settings.timezone,
-            contacts=settings.program_contacts,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
@@ -140,32 +152,124 @@ class Service:
             self._lock_file.close()
             self._lock_file = None
 
-    async def plan(self, now: datetime, only: set[str] | None = None) -> PlanReport:
-        """Replan every program, or just those in ``only`` (the digest always)."""
+    async def plan(
+        self,
+        now: datetime,
+        only: set[str] | None = None,
+        *,
+        lock: asyncio.Lock | None = None,
+        stop: asyncio.Event | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> PlanReport:
+        """Plan every program, or just those in ``only`` (the digest always), streamed: the
+        program part, then the people chunk by chunk, each chunk its own short transaction
+        (holding ``lock``, when given, only meanwhile), so that recording a fact never waits
+        for more than one chunk; ``progress`` is called after each (what it planned may be
+        due). Returns early, with what was done, once ``stop`` is set."""
         programs = [p for p in self.programs if only is None or p.id in only]
-
-        def work() -> PlanReport:
-            with begin_write(self.factory) as session:
-                lock_planning(session)
-                return replan(
-                    session,
-                    programs=programs,
-                    team=self.team,
-                    zone=self.settings.timezone,
-                    now=now,
-                )
-
         started = time.perf_counter()
+        stopped = stop or asyncio.Event()
+        report = NOTHING
         try:
-            report = await asyncio.to_thread(work)
+            async with lock or contextlib.nullcontext():
+                if not stopped.is_set():
+                    report = await asyncio.to_thread(self._program_part(programs, now))
+            after: int | None = 0
+            while after is not None and not stopped.is_set():
+                async with lock or contextlib.nullcontext():
+                    if stopped.is_set():  # stopped while waiting for the lock
+                        break
+                    part = self._chunk_after(programs, now, after)
+                    chunk, after = await asyncio.to_thread(part)
+                report += chunk
+                if progress is not None and chunk.inserted:
+                    progress()
         except Exception:
             self.metrics.planning_failures.labels(self.owner).inc()
             raise
         finally:
             self.metrics.plan_seconds.labels(self.owner).observe(time.perf_counter() - started)
+        self._planned({p.id for p in programs}, report, people=None)
+        return report
+
+    async def plan_scope(self, now: datetime, scope: Scope, *, unowned: bool) -> PlanReport:
+        """Plan what ``scope`` names: its whole programs, and its people under the others;
+        with ``unowned``, also what belongs to no person (milestones, the digest)."""
+        whole = [p for p in self.programs if p.id in scope.programs]
+        others = [p for p in self.programs if p.id not in scope.programs]
+        report = NOTHING
+        if whole:
+            report += await self.plan(now, only={p.id for p in whole})
+        started = time.perf_counter()
+        try:
+            if unowned and others:
+                part = await asyncio.to_thread(self._program_part(others, now))
+                self._planned({p.id for p in others}, part, people=part.covers)
+                report += part
+            ids = sorted(scope.people)
+            for start in range(0, len(ids) if others else 0, CHUNK):
+                chunk = ids[start : start + CHUNK]
+                part = await asyncio.to_thread(self._people_part(others, now, chunk))
+                self._planned({p.id for p in others}, part, people=part.covers)
+                report += part
+        except Exception:
+            self.metrics.planning_failures.labels(self.owner).inc()
+            raise
+        finally:
+            self.metrics.plan_seconds.labels(self.owner).observe(time.perf_counter() - started)
+        return report
+
+    def _program_part(self, programs: list[Program], now: datetime) -> Callable[[], PlanReport]:
+        def work() -> PlanReport:
+            with begin_write(self.factory) as session:
+                lock_planning(session)
+                return plan_part(
+                    session, programs=programs, team=self.team, zone=self.settings.timezone, now=now
+                )
+
+        return work
+
+    def _chunk_after(
+        self, programs: list[Program], now: datetime, after: int
+    ) -> Callable[[], tuple[PlanReport, int | None]]:
+        def work() -> tuple[PlanReport, int | None]:
+            with begin_write(self.factory) as session:
+                lock_planning(session)
+                return plan_chunk(
+                    session,
+                    programs=programs,
+                    team=self.team,
+                    zone=self.settings.timezone,
+                    now=now,
+                    after=after,
+                )
+
+        return work
+
+    def _people_part(
+        self, programs: list[Program], now: datetime, ids: list[int]
+    ) -> Callable[[], PlanReport]:
+        def work() -> PlanReport:
+            with begin_write(self.factory) as session:
+                lock_planning(session)
+                return plan_people(
+                    session,
+                    programs=programs,
+                    team=self.team,
+                    zone=self.settings.timezone,
+                    now=now,
+                    ids=ids,
+                )
+
+        return work
+
+    def _planned(
+        self, programs: set[str], report: PlanReport, *, people: frozenset[str] | None
+    ) -> None:
+        """Count, log and remember what a plan (or a part) of ``programs`` did."""
         self.metrics.cancelled(report.cancelled_by.items())
-        self._left_out({p.id for p in programs}, report.skipped)
-        if report.inserted or report.cancelled or report.updated:
+        self._left_out(programs, report.skipped, people)
+        if report.inserted or report.cancelled or report.updated or report.retired:
             log.info(
                 "planned",
                 extra={
@@ -173,17 +277,48 @@ class Service:
                     "inserted": report.inserted,
                     "updated": report.updated,
                     "cancelled": report.cancelled,
+                    "retired": report.retired,
                     "planned": report.planned,
                     "owner": self.owner,
                 },
             )
-        return report
 
-    def _left_out(self, planned: set[str], skipped: Sequence[Skipped]) -> None:
-        """Count what the plan of ``planned`` left out; log each skip when it starts and ends
-        (not on every sweep: a bad row stays bad until someone fixes it)."""
-        fresh = {(s.program, s.person): s for s in skipped}
-        before = {key: s for key, s in self.skipped.items() if key[0] in planned}
+    async def changes(
+        self, after: int, since: datetime, until: datetime, *, seen: AbstractSet[int]
+    ) -> tuple[list[int], Scope]:
+        """Return the ids of the event-log rows above id ``after`` not in ``seen``, and what
+        they, and the clock moving from ``since`` to ``until``, call to plan again."""
+
+        def work() -> tuple[list[int], Scope]:
+            with self.factory() as session:
+                rows: list[facts.Change] = []
+                last = after
+                while True:
+                    batch = facts.changes_after(session, last, CHANGES)
+                    rows += batch
+                    if len(batch) < CHANGES:
+                        break
+                    last = batch[-1].id
+                rows = [r for r in rows if r.id not in seen]
+                scope = changed_by(session, rows, self.programs)
+                if until > since:
+                    scope |= changed_between(session, since, until, self.programs)
+                return [r.id for r in rows], scope
+
+        return await asyncio.to_thread(work)
+
+    def _left_out(
+        self, planned: set[str], skipped: Sequence[Skipped], people: frozenset[str] | None
+    ) -> None:
+        """Count what the plan of ``planned`` (of its ``people``, when a part) left out; log
+        each skip when it starts and ends (not on every sweep: a bad row stays bad until
+        someone fixes it)."""
+
+        def decided(key: tuple[str, str]) -> bool:
+            return key[0] in planned and (people is None or key[1] in people)
+
+        fresh = {(s.program, s.person): s for s in skipped if decided((s.program, s.person))}
+        before = {key: s for key, s in self.skipped.items() if decided(key)}
         for key, skip in fresh.items():
             self.metrics.skipped(skip.program, "person" if skip.person else "program")
             if key not in before or before[key].error != skip.error:
@@ -207,7 +342,7 @@ class Service:
                     "owner": self.owner,
                 },
             )
-        kept = {key: s for key, s in self.skipped.items() if key[0] not in planned}
+        kept = {key: s for key, s in self.skipped.items() if not decided(key)}
         self.skipped = kept | fresh
 
     async def deliver(

@@ -471,13 +471,23 @@ async def test_second_daemon_on_one_sqlite_file_is_refused(
 # The daemon as a process: SIGKILL and SIGTERM in the middle of a wave ----------------------
 
 
-def restart_until_finished(db: Database, sink: SinkProcess, now: datetime, tmp_path: Path) -> float:
+def restart_until_finished(
+    db: Database, sink: SinkProcess, now: datetime, tmp_path: Path, *, planned: int
+) -> float:
     """Start a daemon a minute after ``now`` (the stopped one's leases have run out), let it
     finish the wave, stop it with SIGTERM; return how long the stop took."""
     log = tmp_path / "daemon-2.log"
     daemon = start_daemon(db, sink, now + timedelta(minutes=1), log)
     try:
-        wait_while_running(daemon, lambda: not db.unfinished(now), log, "the wave finished")
+        # The whole plan at start is streamed, delivering meanwhile: finished is every
+        # supplier's request (``planned``) in the outbox and none left to send.
+        wait_while_running(
+            daemon,
+            lambda: len(db.due(now)) >= planned and not db.unfinished(now),
+            log,
+            "the wave finished",
+            timeout=180,  # 1,500 messages to a sink on a shared 2-core machine
+        )
     finally:
         took = stop(daemon, log)
     return took
@@ -503,7 +513,7 @@ def test_sigkill_mid_wave_then_restart_delivers_everything_duplicating_only_in_f
         claimed = {m.message_id for m in db.messages(OutboxMessage.state == OutboxState.CLAIMED)}
 
         # Restarted a minute later: the dead daemon's leases have run out and are reaped.
-        stop_took = restart_until_finished(db, sink, now, tmp_path)
+        stop_took = restart_until_finished(db, sink, now, tmp_path, planned=1500)
         ids = sink.ids()
 
     due = db.due(now)
@@ -547,7 +557,7 @@ def test_sigterm_mid_wave_exits_0_without_leaving_claims_and_restart_finishes(
         left_claimed = db.messages(OutboxMessage.state == OutboxState.CLAIMED)
         unsent = len(db.unfinished(now))
 
-        restart_until_finished(db, sink, now, tmp_path)
+        restart_until_finished(db, sink, now, tmp_path, planned=600)
         ids = sink.ids()
 
     # SIGTERM lets the batch in flight finish: every claim is settled before the exit.
