@@ -158,3 +158,25 @@ def test_retry_cancel_resend_are_logged_with_who(
     shown = run(sent, tmp_path, "show", str(done.id))
     assert f"resent as:   {copy.id}" in shown.stdout
     assert "message_resent  by cli:ops" in shown.stdout
+
+
+def test_maildir_evidence_is_the_file_as_written(db_url: str, tmp_path: Path) -> None:
+    """Without an SMTP server the kept bytes are the Maildir file's (LF line ends)."""
+    service = world.seeded(Service(world.settings(db_url, tmp_path), world.PROGRAMS))
+    try:
+
+        async def work() -> None:
+            await service.plan(world.OPEN_WEEK)
+            await service.deliver(world.OPEN_WEEK)
+
+        asyncio.run(work())
+        [sent] = rows(service, OutboxState.SENT)
+    finally:
+        service.engine.dispose()
+    [written] = list((tmp_path / "maildir" / "new").iterdir())
+    env = {"TICKLER_DATABASE_URL": db_url, "TICKLER_MAILDIR": str(tmp_path / "maildir")}
+    raw = CliRunner().invoke(cli, ["messages", "show", "--raw", sent.message_id], env=env)
+    assert raw.exit_code == 0, raw.output
+    assert raw.stdout_bytes == written.read_bytes() and b"\r\n" not in raw.stdout_bytes
+    shown = CliRunner().invoke(cli, ["messages", "show", str(sent.id)], env=env)
+    assert f"server:      - {written.name.split(':')[0]}" in shown.stdout
