@@ -52,6 +52,7 @@ CSRF_COOKIE = "tickler_csrf"
 RATE_WINDOW = 600.0
 PER_TOKEN = 20
 PER_ADDRESS = 60
+MAX_KEYS = 10_000
 HEADERS = {
     # The token is in the URL: no page may pass it on (Referer), be framed, or run a script.
     "Referrer-Policy": "no-referrer",
@@ -81,6 +82,11 @@ class Limiter:
 
     def allow(self, key: str) -> bool:
         now = time.monotonic()
+        if len(self.seen) > MAX_KEYS:
+            # Forget the keys whose tries are all past the window: memory stays bounded by the
+            # keys active in one window, however many links and addresses come by.
+            for stale in [k for k, t in self.seen.items() if not t or now - t[-1] > self.window]:
+                del self.seen[stale]
         tries = self.seen[key]
         while tries and now - tries[0] > self.window:
             tries.popleft()

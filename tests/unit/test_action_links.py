@@ -61,3 +61,15 @@ def test_tampered_foreign_and_malformed_tokens_are_invalid(token: str) -> None:
 def test_a_link_cannot_be_made_ambiguous() -> None:
     with pytest.raises(ValueError, match=re.escape("'|'")):
         Link(person_id=1, program="a|b", occurrence="x", action=Action.CMRT, expires=NOW)
+
+
+def test_the_page_limiter_refuses_past_its_limit_and_forgets_idle_keys() -> None:
+    from scheduler.web import actions
+
+    limiter = actions.Limiter(limit=2, window=60.0)
+    assert [limiter.allow("a"), limiter.allow("a"), limiter.allow("a")] == [True, True, False]
+    assert limiter.allow("b")
+    limiter.window = 0.0  # every try is now past the window
+    for n in range(actions.MAX_KEYS + 1):
+        limiter.seen[f"idle{n}"].append(0.0)
+    assert limiter.allow("c") and len(limiter.seen) == 1
