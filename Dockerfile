@@ -1,4 +1,5 @@
-# Tickler's production image: `docker build -t tickler .`, then see the README's "Deploy".
+# Tickler's production image: `docker build -t tickler .`; how to deploy it: docs/deploy.md
+# (the steps in order), the README's "Deploy" (the reference).
 # No `# syntax=` line: the builder's own Dockerfile frontend is enough, and a named frontend
 # would be pulled from a registry at every build.
 #

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from config.facts import NOUNS, FactKind
-from scheduler.cli.context import Context, fail
+from scheduler.cli.context import Context, fail, refuse
 
 if TYPE_CHECKING:
     from config.settings import Settings
+    from scheduler.daemon.loop import SimulationReport
     from scheduler.daemon.service import Service
 
 
@@ -130,24 +133,128 @@ def _instant_option(value: str) -> datetime:
     callback=lambda c, p, v: _instant_option(v),
     help="End of the virtual clock.",
 )
+@click.option(
+    "--database",
+    "database_url",
+    metavar="URL",
+    default=None,
+    help="Simulate on this database instead of a scratch copy (never the live one, nor one "
+    "a daemon holds).",
+)
+@click.option(
+    "--maildir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the simulated emails go (default: a new scratch folder, printed).",
+)
 @click.pass_obj
-def simulate_command(obj: Context, start: datetime, end: datetime) -> None:
-    """Replay the programs on a virtual clock, delivering to the configured sink."""
-    import asyncio
+def simulate_command(
+    obj: Context, start: datetime, end: datetime, database_url: str | None, maildir: Path | None
+) -> None:
+    """Replay the programs on a virtual clock; the live database and its outbox are not touched.
 
+    By default a fresh SQLite database in a new scratch folder gets a copy of the live
+    database's people, option grants and recorded facts, and every email goes to a Maildir in
+    that folder (never to the SMTP server); both paths are printed, with progress on long runs
+    and a table of what was sent at the end. Exit 1 when --database names the live database
+    (TICKLER_DATABASE_URL) or an SQLite file a daemon holds; 2 on invalid options.
+    """
+    import asyncio
+    import tempfile
+
+    from jobs.mail.transport import MaildirTransport
+    from jobs.storage import DatabaseError
+    from jobs.storage.db import make_engine, sqlite_path
+    from jobs.storage.scratch import copy_people_and_facts
+    from scheduler.daemon.logs import scrub
     from scheduler.daemon.loop import simulate
+    from scheduler.daemon.service import Service, SingleReplicaError
 
     if end < start:
         fail(f"--to {end.isoformat()} is before --from {start.isoformat()}")
+    live = obj.settings.database_url
+    programs = obj.programs()
+    if database_url is not None and _same_database(database_url, live, sqlite_path):
+        refuse(
+            f"--database is the live database ({scrub(live)}): a simulation there would cancel "
+            "its pending messages and take the daemon's sends; leave --database out to "
+            "simulate on a scratch copy"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="tickler-simulate-"))
+    maildir = maildir or scratch / "maildir"
+    url = database_url or f"sqlite:///{scratch / 'tickler.sqlite'}"
+    settings = obj.settings.model_copy(update={"database_url": url, "maildir": maildir})
     _configure_logging(obj.settings, "WARNING")
-    report = asyncio.run(simulate(_service(obj), start=start, end=end))
+    # The scratch sink always: a simulation never mails anyone, whatever TICKLER_SMTP_HOST says.
+    service = Service(settings, programs, transport=MaildirTransport(maildir))
+    try:
+        service.claim_single_replica()  # held for the run: no daemon starts on it meanwhile
+    except SingleReplicaError:
+        refuse(
+            f"a tickler daemon holds {scrub(url)}: a simulation there would cancel its pending "
+            "messages and take its sends; leave --database out to simulate on a scratch copy"
+        )
+    try:
+        service.migrate()
+        if database_url is None:
+            source = make_engine(live)
+            try:
+                copied = copy_people_and_facts(source, service.engine)
+            finally:
+                source.dispose()
+            click.echo(
+                f"scratch database: {scratch / 'tickler.sqlite'} (a copy of "
+                f"{copied['people']} people, {copied['option_grants']} grants and "
+                f"{copied['event_log']} facts from {scrub(live)})"
+            )
+    except DatabaseError as exc:
+        service.release()
+        refuse(f"cannot read the database ({scrub(live)}): {scrub(str(exc.orig))}")
+    click.echo(f"emails: {maildir}")
+
+    def progress(now: datetime, report: SimulationReport) -> None:
+        click.echo(
+            f"  ... {now.astimezone(UTC):%Y-%m-%d %H:%M}Z, {report.steps} steps, "
+            f"{report.delivery.sent} sent",
+            err=True,
+        )
+
+    report = asyncio.run(simulate(service, start=start, end=end, progress=progress))
+    _simulation_summary(report)
+
+
+def _same_database(url: str, live: str, sqlite_path: Callable[[str], str | None]) -> bool:
+    """Tell whether ``url`` names the live database (the same SQLite file, or the same URL)."""
+    mine, theirs = sqlite_path(url), sqlite_path(live)
+    if mine is not None or theirs is not None:
+        return (
+            mine is not None
+            and theirs is not None
+            and Path(mine).resolve() == Path(theirs).resolve()
+        )
+    normal = {"postgres://": "postgresql://", "postgresql+psycopg://": "postgresql://"}
+    for old, new in normal.items():
+        url, live = url.replace(old, new, 1), live.replace(old, new, 1)
+    return url.rstrip("/") == live.rstrip("/")
+
+
+def _simulation_summary(report: SimulationReport) -> None:
+    """Print the totals line, then what was sent per kind of message as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
     d = report.delivery
     click.echo(
-        f"simulated {start.isoformat()} .. {end.isoformat()} in {report.steps} steps: "
-        f"sent {d.sent}, retried {d.retried}, failed {d.failed}, skipped {d.skipped}"
+        f"simulated {report.start.isoformat()} .. {report.end.isoformat()} in {report.steps} "
+        f"steps: sent {d.sent}, retried {d.retried}, failed {d.failed}, skipped {d.skipped}"
     )
+    table = Table(title="sent, by kind of message")
+    table.add_column("message")
+    table.add_column("sent", justify="right")
     for job, n in sorted(d.by_job.items()):
-        click.echo(f"  {job:28} {n}")
+        table.add_row(job, str(n))
+    table.add_row("total", str(d.sent), style="bold")
+    Console(highlight=False).print(table)
 
 
 @click.command()
@@ -160,6 +267,8 @@ def status(obj: Context, fmt: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from calendars.plan import event_day
+    from calendars.plan import plan as plan_events
     from jobs.storage import queries, skips
     from scheduler.cli.terminal import cell, shown
 
@@ -170,6 +279,27 @@ def status(obj: Context, fmt: str) -> None:
         left_out = skips.current(session)
     service.engine.dispose()
     data = status_data(rows.obligations, rows.messages, rows.upcoming, rows.failed)
+    # Times as the program's people read them (its zone), beside the UTC instant.
+    zones = {p.id: p.zone for p in service.programs}
+    for row in data["upcoming"]:
+        zone = zones.get(row["program"])
+        if zone is not None:
+            local = datetime.fromisoformat(row["due"]).astimezone(zone)
+            row["due_local"] = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    # What each program's calendar holds next: on a fresh database (nothing planned yet)
+    # this is the one thing status can say.
+    today = obj.now.astimezone(UTC).date()
+    data["next_events"] = []
+    for program in service.programs:
+        coming = plan_events([program], now=obj.now, start=today)
+        if coming:
+            event = coming[0]
+            when = (
+                f"{event.start.astimezone(program.zone):%Y-%m-%d %H:%M %Z}"
+                if isinstance(event.start, datetime)
+                else event_day(event).isoformat()
+            )
+            data["next_events"].append({"program": program.id, "title": event.title, "when": when})
     data["skipped"] = [
         {
             "program": s.program,
@@ -196,8 +326,19 @@ def status(obj: Context, fmt: str) -> None:
         if "response_rate" in info:
             table.add_row("CMRT response rate", f"{info['response_rate']:.1%}")
         console.print(table)
+    if not data["programs"]:
+        console.print(
+            "nothing planned yet: `tickler run` plans every program at start "
+            "(`tickler import` loads people first)"
+        )
     for row in data["upcoming"]:
-        console.print(cell(f"next: {row['due']} {row['program']} {row['job']} x{row['count']}"))
+        when = row.get("due_local", row["due"])
+        console.print(cell(f"next: {when} {row['program']} {row['job']} x{row['count']}"))
+    if not data["programs"]:
+        for row in data["next_events"]:
+            console.print(
+                cell(f"next in the calendar: {row['when']} {row['program']} {row['title']}")
+            )
     for row in data["failed"]:
         line = f" {row['identity']}: {row['code']} {row['error']}"
         console.print(Text.assemble(("failed", "red"), shown(line)))

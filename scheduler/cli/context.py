@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from config.programs import Program
     from config.settings import Settings
 
+#: Exit statuses of every command: 0 done; 1 refused or failed at run time (the input was
+#: fine, the state of things said no: a daemon holds the database, a port is taken, a late
+#: election); 2 a usage error or invalid input (nothing was changed).
+EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
@@ -46,3 +50,10 @@ def fail(*lines: str) -> NoReturn:
     for line in lines:
         click.echo(f"error: {shown(line)}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def refuse(*lines: str) -> NoReturn:
+    """Print why the command cannot go on to stderr and exit 1 (the input itself was valid)."""
+    for line in lines:
+        click.echo(f"error: {shown(line)}", err=True)
+    sys.exit(EXIT_REFUSED)

@@ -389,7 +389,19 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
     }
     assert "database at head" in run(tickler, "db", "upgrade", env=env_db, cwd=work)
     run(tickler, "import", "demo", env=env_db, cwd=work)
-    run(tickler, "simulate", "--from", "2003-01-10", "--to", "2003-01-21", env=env_db, cwd=work)
+    maildir = str(tmp_path / "data" / "demo-maildir")
+    run(
+        tickler,
+        "simulate",
+        "--from",
+        "2003-01-10",
+        "--to",
+        "2003-01-21",
+        "--maildir",
+        maildir,
+        env=env_db,
+        cwd=work,
+    )
     assert list((tmp_path / "data" / "demo-maildir" / "new").iterdir())
 
     # CMD ["tickler", "run"] on a fresh database: it migrates, serves, and stops on SIGTERM.
