@@ -352,10 +352,12 @@ class _Outcome:
     code: int | None = None
     detail: str = ""
     when: datetime | None = None
-    # A sent message's email and line ending: its bytes are rebuilt (the same bytes: the MIME
-    # is deterministic) and kept as evidence by the writer thread, off the send path.
+    # A sent message's bytes as the transport handed them over, kept as evidence (compressed
+    # by the writer thread, off the send path). A transport that does not say (a test fake)
+    # has them rebuilt from the email: the MIME is deterministic, the same bytes.
     email: OutgoingMessage | None = None
     linesep: str = "\r\n"
+    data: bytes | None = None
 
 
 class _Recorder:
@@ -499,7 +501,11 @@ def _evidence(outcome: _Outcome) -> evidence.Sent:
         sent_at=outcome.when or outcome.at,
         code=outcome.code,
         reply=outcome.detail,
-        data=mime_bytes(outcome.email, date=outcome.at, linesep=outcome.linesep),
+        data=(
+            outcome.data
+            if outcome.data is not None
+            else mime_bytes(outcome.email, date=outcome.at, linesep=outcome.linesep)
+        ),
     )
 
 
@@ -551,6 +557,7 @@ async def _deliver_one(
             detail=result.detail,
             email=email,
             linesep=linesep,
+            data=result.data,
         )
     if result.status is DeliveryStatus.TEMPORARY and message.attempts < options.max_attempts:
         retry_at = now + backoff_delay(message.attempts, options)

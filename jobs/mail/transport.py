@@ -57,13 +57,15 @@ class DeliveryResult:
 
     code is the SMTP reply code that decided the status (250 when sent, None when there
     was no reply: connection failures, timeouts, local errors). refused lists the
-    recipients the server refused one by one, also when it accepted the others.
+    recipients the server refused one by one, also when it accepted the others. data is
+    the message's bytes as handed over when it was sent (what the outbox keeps as evidence).
     """
 
     status: DeliveryStatus
     code: int | None
     detail: str
     refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    data: bytes | None = None
 
 
 class Transport(Protocol):
@@ -338,6 +340,7 @@ class SmtpTransport:
             code=250,
             detail=reply,
             refused={address: (r.code, r.message) for address, r in refused.items()},
+            data=data,
         )
         return result, client
 
@@ -395,7 +398,7 @@ class MaildirTransport:
                 key = await asyncio.to_thread(self._write, data)
         except OSError as exc:
             return _temporary(f"cannot write to maildir {self._path}: {exc}")
-        return DeliveryResult(status=DeliveryStatus.SENT, code=None, detail=key)
+        return DeliveryResult(status=DeliveryStatus.SENT, code=None, detail=key, data=data)
 
     async def close(self) -> None:
         """Nothing to release: every send opens and closes its own files."""

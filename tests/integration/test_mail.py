@@ -341,10 +341,15 @@ async def test_plain_send_arrives_with_id_subject_and_both_parts(
 ) -> None:
     result = await transport.send(message(), date=DATE)
 
-    assert result == DeliveryResult(
-        status=DeliveryStatus.SENT, code=250, detail="2.0.0 Ok: queued", refused={}
-    )
     [received] = server.recorder.received
+    # data: the bytes handed to the server, which the outbox keeps as evidence.
+    assert result == DeliveryResult(
+        status=DeliveryStatus.SENT,
+        code=250,
+        detail="2.0.0 Ok: queued",
+        refused={},
+        data=received.content,
+    )
     assert received.mail_from == "tickler@example.com"
     assert received.rcpt_tos == ["ada@example.com"]
     got = parse(received.content)
