@@ -116,8 +116,11 @@ def enqueue(session: Session, planned: Iterable[Notice], now: datetime) -> Enque
 
     New identities are inserted with ``INSERT … ON CONFLICT (identity) DO NOTHING``, so two
     replicas planning at once both succeed and only one row exists. A row already there is
-    updated only while it is ``pending`` and only if its schedule or content changed (an offer
-    extension moves ``due_at``); a row that is claimed, sent, failed, skipped or cancelled is
+    updated only while it is ``pending`` and only if its schedule, content or address changed
+    (an offer extension moves ``due_at``; an import that corrects a person's email re-addresses
+    every message still pending for them, since planning addresses each notice to the
+    person's current email; the row keeps the address it goes to, so a sent row keeps the
+    address actually used); a row that is claimed, sent, failed, skipped or cancelled is
     history and is never touched: re-planning must not resend or resurrect anything. Those count
     as ``unchanged`` (so does a row another replica inserted a moment before this one).
 
@@ -142,7 +145,14 @@ def enqueue(session: Session, planned: Iterable[Notice], now: datetime) -> Enque
             row.identity: row
             for row in session.execute(
                 select(
-                    _c.id, _c.identity, _c.state, _c.due_at, _c.expires_at, _c.template, _c.context
+                    _c.id,
+                    _c.identity,
+                    _c.state,
+                    _c.due_at,
+                    _c.expires_at,
+                    _c.template,
+                    _c.context,
+                    _c.recipient,
                 ).where(_c.identity.in_([m.identity for m in chunk]))
             )
         }
@@ -176,11 +186,12 @@ def _row(message: Notice, now: datetime) -> dict[str, Any]:
 
 def _change(row: Row[*tuple[Any, ...]], message: Notice) -> dict[str, Any] | None:
     context = _json(message.context)
-    planned = (message.due, message.expires, message.template, context)
-    if (row.due_at, row.expires_at, row.template, row.context) == planned:
+    planned = (message.due, message.expires, message.template, context, message.recipient)
+    if (row.due_at, row.expires_at, row.template, row.context, row.recipient) == planned:
         return None
     return {
         "b_id": row.id,
+        "b_recipient": message.recipient,
         "b_due_at": message.due,
         "b_expires_at": message.expires,
         "b_template": message.template,
@@ -201,6 +212,7 @@ def _refresh_pending(session: Session, changes: list[dict[str, Any]], now: datet
             expires_at=bindparam("b_expires_at"),
             template=bindparam("b_template"),
             context=bindparam("b_context"),
+            recipient=bindparam("b_recipient"),
             updated_at=now,
         )
     )
