@@ -420,8 +420,18 @@ def _after_cutoff(
             else "elected"
         )
     grant_at = at_send_time(program, d.grant)
-    notice(h.person, "grant_notice", "grant", grant_at, grant_at + 30 * DAY)
     tranches = ox.vesting(program, shares=h.new_shares, grant=d.grant)
+    # The notice says what this offer's rules give (its schedule, its expiry), not a summary
+    # written for one schedule.
+    notice(
+        h.person,
+        "grant_notice",
+        "grant",
+        grant_at,
+        grant_at + 30 * DAY,
+        vesting=[{"date": t.date.isoformat(), "shares": str(t.shares)} for t in tranches],
+        option_expiration=d.option_expiration.isoformat(),
+    )
     for t in tranches:
         if not h.person.employed_on(t.date):
             break

@@ -62,6 +62,8 @@ CONTEXT = {
     "tranche": 1,
     "tranches": 25,
     "vest_date": "2004-01-21",
+    "vesting": [{"date": "2004-01-21", "shares": "863"}, {"date": "2004-02-21", "shares": "35"}],
+    "option_expiration": "2013-07-21",
     "shares": 863,
     "cumulative": 863,
     "policy_version": "2017-1",
