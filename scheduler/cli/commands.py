@@ -70,7 +70,7 @@ def run(obj: Context, sweep: float | None) -> None:
     try:
         sock = http.listen(settings.http_host, settings.http_port)
     except OSError as exc:
-        fail(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}")
+        refuse(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}")
     metrics_sock = None
     if settings.metrics_port is not None:  # /metrics on a listener of its own
         host = settings.metrics_host or settings.http_host
@@ -78,7 +78,7 @@ def run(obj: Context, sweep: float | None) -> None:
             metrics_sock = http.listen(host, settings.metrics_port)
         except OSError as exc:
             sock.close()
-            fail(f"cannot listen on {host}:{settings.metrics_port}: {exc.strerror or exc}")
+            refuse(f"cannot listen on {host}:{settings.metrics_port}: {exc.strerror or exc}")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -100,10 +100,10 @@ def run(obj: Context, sweep: float | None) -> None:
     try:
         asyncio.run(main())
     except SingleReplicaError as exc:
-        fail(str(exc))
+        refuse(str(exc))
     except DatabaseError as exc:
         # At start (migrations): later outages are logged and retried by the daemon itself.
-        fail(f"database unreachable ({scrub(obj.settings.database_url)}): {scrub(str(exc.orig))}")
+        refuse(f"database unreachable ({scrub(obj.settings.database_url)}): {scrub(str(exc.orig))}")
     finally:
         sock.close()
         if metrics_sock is not None:
@@ -492,6 +492,8 @@ def record_command(
     except RecordError as exc:
         if exc.status == 403 and not backfill:
             fail(exc.message, "add --backfill to record it as of --at, flagged as a backfill")
+        if exc.status == 409:  # valid input the state refuses: a late election, a closed offer
+            refuse(exc.message)
         fail(exc.message)
     finally:
         service.engine.dispose()

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import click
 
-from scheduler.cli.context import Context, fail
+from scheduler.cli.context import Context, fail, refuse
 from scheduler.cli.terminal import cell, shown
 
 if TYPE_CHECKING:
@@ -72,7 +72,12 @@ def feeds() -> None:
 @FEEDS
 @click.pass_obj
 def url_command(obj: Context, names: Sequence[str]) -> None:
-    """Print each feed's URL, issuing a token for a feed that has none."""
+    """Issue a feed's secret URL and print it, once: a token is shown only when issued.
+
+    Only the token's hash is stored, so a feed that already has a URL is refused (exit 1):
+    `tickler feeds rotate NAME` issues a new one and retires the old. A public feed
+    (TICKLER_PUBLIC_FEEDS) has no token: its URL is printed every time.
+    """
     from jobs.storage import tokens
     from jobs.storage.db import begin_write
 
@@ -88,7 +93,7 @@ def url_command(obj: Context, names: Sequence[str]) -> None:
                 existing = tokens.active(session, name)
                 if existing:
                     issued = existing[-1].created_at.isoformat()
-                    fail(
+                    refuse(
                         f"{name} already has a URL, issued {issued}; only its hash is stored, "
                         f"so it cannot be shown again: `tickler feeds rotate {name}` issues a "
                         "new one and retires the old"

@@ -49,7 +49,17 @@ def _instant(value: str | None) -> datetime:
 @click.option("--now", "now_text", metavar="INSTANT", hidden=True, help="Pretend it is INSTANT.")
 @click.pass_context
 def cli(ctx: click.Context, now_text: str | None) -> None:
-    """Tickler: compliance deadlines, reminders and calendar feeds."""
+    """Tickler: compliance deadlines, reminders and calendar feeds.
+
+    \b
+    Exit status of every command:
+      0  done
+      1  refused or failed at run time: the input was fine, the state said no
+         (a late election, a feed URL already issued, a port in use, a
+         database a daemon holds or cannot be reached)
+      2  usage error or invalid input (a bad option, file, setting); nothing
+         was changed
+    """
     # Imported here: --version and --help exit before this runs, and need no settings.
     from pydantic import ValidationError
     from pydantic_settings import SettingsError

