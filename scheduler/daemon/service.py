@@ -105,6 +105,7 @@ class Service:
             ),
             zones={p.id: p.timezone for p in self.programs},
             timezone=settings.timezone,
+            contacts=settings.program_contacts,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             backoff=timedelta(seconds=settings.retry_backoff_seconds),
