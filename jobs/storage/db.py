@@ -182,6 +182,8 @@ class Person(Base):
     __table_args__ = (
         UniqueConstraint("kind", "external_id"),
         CheckConstraint("length(country) = 2", name="country_iso2"),
+        # Planning finds the people an import wrote by its instant.
+        Index(None, "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -232,7 +234,8 @@ class Obligation(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     kind: Mapped[ObligationKind] = mapped_column(_enum(ObligationKind, "obligation_kind"))
     state: Mapped[str] = mapped_column(String(32))
-    due_at: Mapped[datetime | None]
+    # Indexed: each tick replans the people whose obligations fell due since the last one.
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
     updated_at: Mapped[datetime]
     details: Mapped[dict[str, Any]]
 
@@ -247,7 +250,7 @@ class EventLog(Base):
     """
 
     __tablename__ = "event_log"
-    __table_args__ = (Index(None, "program", "at"), Index(None, "person_id"))
+    __table_args__ = (Index(None, "program", "at"), Index(None, "person_id"), Index(None, "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime]
