@@ -24,7 +24,7 @@ from calendars import conflict_minerals as cm
 from calendars import option_exchange as ox
 from calendars.events import Audience, Event, EventKind, day_event
 from calendars.fcpa_notices import HORIZON, cycles
-from calendars.notices import Fact, PersonView, Snapshot, at_send_time
+from calendars.notices import Fact, PersonView, Snapshot, at_send_time, send_days
 from config.facts import FactKind
 from config.programs import ConflictMinerals, Fcpa, OptionExchange
 
@@ -148,7 +148,14 @@ def cmrt_dates(
     first = responses[0] if responses else None
     dates = cm.follow_up_dates(program, wave)
     escalates = cm.escalation_date(program, wave) is not None
-    for n, day in enumerate(dates, start=1):
+    days = send_days(program)
+    form_sd = at_send_time(program, cm.due_date(program))
+    for n, scheduled in enumerate(dates, start=1):
+        # The day the reminder actually goes out: off a weekend or holiday, as planned.
+        sent = at_send_time(program, scheduled)
+        if days is not None:
+            sent = days.place(sent, form_sd)
+        day = sent.astimezone(program.zone).date()
         last = n == len(dates)
         then = (
             " Then the request is escalated to your contact at the company."
@@ -172,7 +179,6 @@ def cmrt_dates(
             person=person.key,
             details={"wave": wave.key, "number": n},
         )
-        sent = at_send_time(program, day)
         result.own.append(OwnEvent(event=event, live=first is None or first.at >= sent))
     for index, fact in enumerate(responses):
         if fact.payload.get("complete", True):
