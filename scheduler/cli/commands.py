@@ -160,6 +160,7 @@ def simulate_command(
     (TICKLER_DATABASE_URL) or an SQLite file a daemon holds; 2 on invalid options.
     """
     import asyncio
+    import shutil
     import tempfile
 
     from jobs.mail.transport import MaildirTransport
@@ -190,6 +191,7 @@ def simulate_command(
     try:
         service.claim_single_replica()  # held for the run: no daemon starts on it meanwhile
     except SingleReplicaError:
+        shutil.rmtree(scratch, ignore_errors=True)  # nothing was written there
         refuse(
             f"a tickler daemon holds {scrub(url)}: a simulation there would cancel its pending "
             "messages and take its sends; leave --database out to simulate on a scratch copy"
@@ -209,7 +211,8 @@ def simulate_command(
             )
     except DatabaseError as exc:
         service.release()
-        refuse(f"cannot read the database ({scrub(live)}): {scrub(str(exc.orig))}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        refuse(f"cannot use the database ({scrub(database_url or live)}): {scrub(str(exc.orig))}")
     click.echo(f"emails: {maildir}")
 
     def progress(now: datetime, report: SimulationReport) -> None:
