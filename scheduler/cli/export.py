@@ -25,11 +25,11 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from scheduler.cli.context import Context, fail
+from scheduler.cli.terminal import csv_cell as safe
 
 if TYPE_CHECKING:
     from jobs.storage.evidence import ObligationRow
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = [
     "program",
     "occurrence",
@@ -51,13 +51,6 @@ STAT_COLUMNS = ["occurrence", "surveyed", "responded", "complete", "response_rat
 #: Obligation states that mean the person answered, and answered completely.
 ANSWERED = {"complete", "incomplete", "acknowledged", "elected"}
 COMPLETE = {"complete", "acknowledged", "elected"}
-
-
-def safe(value: Any) -> Any:
-    """Return ``value``, a text one that starts like a formula prefixed with ``'`` (OWASP)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _when(value: datetime | None) -> str:
