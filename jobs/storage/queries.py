@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Row, case, cast, extract, func, select
+from sqlalchemy import Row, case, func, select
 from sqlalchemy.orm import Session
 
 from jobs.storage.db import (
@@ -21,11 +21,8 @@ from jobs.storage.db import (
     OutboxMessage,
     OutboxState,
     Person,
-    dialect_name,
 )
 from jobs.storage.obligations import RETIRED
-
-LATENESS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,9 +136,6 @@ class OutboxFigures:
     obligations: Mapping[tuple[str, str], int]  # (program, state)
     due_backlog: int
     oldest_due_seconds: float
-    lateness_buckets: tuple[int, ...]  # cumulative, one per LATENESS_BUCKETS bound
-    lateness_count: int
-    lateness_sum: float
 
 
 def outbox_figures(session: Session, now: datetime) -> OutboxFigures:
@@ -156,18 +150,6 @@ def outbox_figures(session: Session, now: datetime) -> OutboxFigures:
             c.state == OutboxState.PENDING, c.due_at <= now
         )
     ).one()
-    lateness = _seconds_between(session, c.sent_at, c.due_at)
-    sent = c.state == OutboxState.SENT
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(lateness), 0.0),
-            *(
-                func.coalesce(func.sum(case((lateness <= b, 1), else_=0)), 0)
-                for b in LATENESS_BUCKETS
-            ),
-        ).where(sent, c.sent_at.is_not(None))
-    ).one()
     obligations = {
         (program, state): int(n)
         for program, state, n in session.execute(
@@ -181,18 +163,7 @@ def outbox_figures(session: Session, now: datetime) -> OutboxFigures:
         obligations=obligations,
         due_backlog=int(backlog),
         oldest_due_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
-        lateness_buckets=tuple(int(n) for n in row[2:]),
-        lateness_count=int(row[0]),
-        lateness_sum=float(row[1]),
     )
-
-
-def _seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[float]:
-    if dialect_name(session) == "sqlite":
-        # UtcDateTime is stored as ISO text there; julianday() reads it.
-        days = func.julianday(later) - func.julianday(earlier)
-        return cast(days * 86400.0, Float)
-    return cast(extract("epoch", later - earlier), Float)
 
 
 # Obligations still owed: a supplier's CMRT not back (or incomplete), an FCPA acknowledgment
