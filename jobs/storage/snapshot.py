@@ -22,21 +22,23 @@ from jobs.storage.db import EventLog, OptionGrant, Person
 FACT_KINDS = [kind.value for kind in FactKind]
 
 
+def fact_view(r: EventLog) -> Fact:
+    """Return the planners' view of a stored fact."""
+    return Fact(
+        id=r.id,
+        kind=FactKind(r.kind),
+        at=r.at,
+        program=r.program,
+        person_id=r.person_id,
+        payload=dict(r.payload or {}),
+    )
+
+
 def load_facts(session: Session) -> list[Fact]:
     rows = session.scalars(
         select(EventLog).where(EventLog.kind.in_(FACT_KINDS)).order_by(EventLog.at, EventLog.id)
     )
-    return [
-        Fact(
-            id=r.id,
-            kind=FactKind(r.kind),
-            at=r.at,
-            program=r.program,
-            person_id=r.person_id,
-            payload=dict(r.payload or {}),
-        )
-        for r in rows
-    ]
+    return [fact_view(r) for r in rows]
 
 
 def load_facts_of(session: Session, person_ids: Collection[int]) -> list[Fact]:
@@ -50,17 +52,7 @@ def load_facts_of(session: Session, person_ids: Collection[int]) -> list[Fact]:
         .where(EventLog.kind.in_(FACT_KINDS), about)
         .order_by(EventLog.at, EventLog.id)
     )
-    return [
-        Fact(
-            id=r.id,
-            kind=FactKind(r.kind),
-            at=r.at,
-            program=r.program,
-            person_id=r.person_id,
-            payload=dict(r.payload or {}),
-        )
-        for r in rows
-    ]
+    return [fact_view(r) for r in rows]
 
 
 def people_after(session: Session, after: int, limit: int) -> list[PersonView]:

@@ -43,6 +43,7 @@ from jobs.cmrt_file import MAX_UPLOAD, UnreadableFile, read_cells
 from jobs.record import RecordError, record
 from jobs.storage import actions as stored
 from jobs.storage.db import begin_write
+from jobs.storage.snapshot import load_grants
 from scheduler.daemon.service import Service
 
 log = logging.getLogger("tickler")
@@ -136,7 +137,7 @@ def routes(service: Service, clock: Clock) -> list[Route]:
                 person=person,
                 program=program,
                 facts=stored.facts_of(session, program=program.id, person_id=person.id),
-                grants=stored.grants_of(session, person.id) if link.action is Action.ELECT else [],
+                grants=load_grants(session, person.id) if link.action is Action.ELECT else [],
             )
 
     async def act(request: Request) -> Response:
