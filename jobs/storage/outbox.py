@@ -270,12 +270,22 @@ def pending_of(
 ) -> dict[str, tuple[str, int | None]]:
     """``pending_owners`` for the people ``person_ids`` only, or (``None``) for the messages
     that belong to no person (milestones, the digest): what one part of a plan decides."""
-    who = _c.person_id.is_(None) if person_ids is None else _c.person_id.in_(list(person_ids))
+    if person_ids is None:
+        # Only person_id in the WHERE: SQLite would otherwise walk every pending row through
+        # the (state, due_at) index (1.7 s at 240,000); the rows of no person are a handful.
+        found = session.execute(
+            select(_c.identity, _c.program, _c.state, _c.resend_of).where(_c.person_id.is_(None))
+        )
+        return {
+            identity: (program, None)
+            for identity, program, state, resend_of in found
+            if state == OutboxState.PENDING and program in programs and resend_of is None
+        }
     rows = session.execute(
         select(_c.identity, _c.program, _c.person_id).where(
             _c.state == OutboxState.PENDING,
             _c.program.in_(list(programs)),
-            who,
+            _c.person_id.in_(list(person_ids)),
             _c.resend_of.is_(None),  # see pending_owners
         )
     )
