@@ -436,13 +436,14 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
     pydantic-settings ignores them (a misspelt ``TICKLER_HTTP_PROT`` would silently leave the
     default), so the start names each one, with the setting it most resembles. The
-    ``TICKLER_TEST_`` variables belong to the test suite.
+    ``TICKLER_TEST_`` variables belong to the test suite, ``TICKLER_PG_`` to
+    ``scripts/pg-start``.
     """
     known = {f"TICKLER_{name.upper()}" for name in Settings.model_fields}
     warnings = []
     for variable in sorted(environ):
         name = variable.upper()
-        if not name.startswith("TICKLER_") or name.startswith("TICKLER_TEST_"):
+        if not name.startswith("TICKLER_") or name.startswith(("TICKLER_TEST_", "TICKLER_PG_")):
             continue
         if name in known or name in _NOT_SETTINGS or name.removesuffix("_FILE") in known:
             continue
