@@ -54,11 +54,17 @@ def run(obj: Context, sweep: float | None) -> None:
     from scheduler.daemon.service import SingleReplicaError
     from scheduler.web import http
 
-    # Before anything is opened or logged: a data directory it cannot write is a settings
-    # error (exit 2), not a traceback after "listening".
+    # Before anything is opened or logged: a database folder it cannot write is a settings
+    # error (exit 2), not a traceback after "listening". A Maildir it cannot write yet is only
+    # a warning: delivery retries it as a temporary failure until it can (a volume mounted
+    # late, a disk freed), and no message is lost meanwhile.
     problems = unwritable(obj.settings, sqlite_path(obj.settings.database_url))
-    if problems:
-        fail(*problems)
+    for problem in problems:
+        if problem.startswith("TICKLER_MAILDIR"):
+            click.echo(f"warning: {problem}; delivery retries until it can", err=True)
+    fatal = [p for p in problems if not p.startswith("TICKLER_MAILDIR")]
+    if fatal:
+        fail(*fatal)
     _configure_logging(obj.settings)
     service = _service(obj)
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
