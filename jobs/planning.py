@@ -28,9 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from calendars.businessdays import CalendarName, calendar
+from calendars.clock import local_instant
 from calendars.kinds import effective, expand_program, plan_notices
 from calendars.notices import Notice, ObligationState, PersonView, Plan, Snapshot, Team
 from calendars.versions import Revision, revise
@@ -428,15 +430,17 @@ def changed_between(
 
 
 def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:
-    """Return this week's and next week's Monday 08:00 digest to the compliance team."""
+    """Return this week's and next week's digest to the compliance team, at 08:00 of the week's
+    first federal business day (Monday, or Tuesday after a Monday holiday such as Martin Luther
+    King Day): a digest read on a closed day is read late. The occurrence stays the Monday, so
+    the identity of a week's digest never moves."""
     zone = ZoneInfo(zone_name)
     today = now.astimezone(zone).date()
     monday = today - timedelta(days=today.weekday())
+    federal = calendar(CalendarName.FEDERAL)
     out = []
     for week in (monday, monday + timedelta(days=7)):
-        due = datetime.combine(week, datetime.min.time().replace(hour=8), tzinfo=zone).astimezone(
-            UTC
-        )
+        due = local_instant(federal.on_or_after(week), time(8), zone).astimezone(UTC)
         out.append(
             Notice(
                 program=DIGEST_PROGRAM,
