@@ -71,48 +71,86 @@ def status_rows(session: Session, now: datetime) -> StatusRows:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DigestRows:
-    """What the weekly digest reports, as rows."""
+    """What the weekly digest reports: complete counts, and the first ``listed`` rows of each list.
 
-    due: list[Row[Any]]  # (due_at, job, recipient): pending, due within the window
-    failed: list[Row[Any]]  # (job, recipient, last_error): failed within the window
-    obligations: list[Row[Any]]  # (program, state, due_at, kind, external_id): every one
+    Counted and limited in SQL, so that a company of 100,000 costs the digest a few aggregates,
+    never its obligations in memory.
+    """
+
+    due_count: int
+    due: list[Row[Any]]  # (due_at, program, job, recipient, name): pending, within the window
+    failed_count: int
+    failed: list[Row[Any]]  # (updated_at, program, job, recipient, last_error, name)
+    overdue_count: int
+    overdue: list[Row[Any]]  # (due_at, program, state, kind, external_id, name): oldest first
+    states: list[Row[Any]]  # (program, state, count): every obligation not retired
 
 
-def digest_rows(session: Session, now: datetime, window: timedelta) -> DigestRows:
-    """Return the messages due in the next ``window``, those failed in the last, and every
-    obligation with its person."""
+#: The states of an obligation still owed; "overdue" in the digest means one of these past due.
+OWED = ("pending", "overdue", "escalated")
+
+
+def digest_rows(
+    session: Session, now: datetime, window: timedelta, *, listed: int, look_back: timedelta
+) -> DigestRows:
+    """Return the messages due in the next ``window``, those failed in the last, the
+    obligations owed past their due date (within ``look_back``) and the counts by state."""
     c = OutboxMessage
+    due = (
+        c.state == OutboxState.PENDING,
+        c.due_at >= now,
+        c.due_at < now + window,
+        c.job != "digest",
+    )
+    failed = (c.state == OutboxState.FAILED, c.updated_at >= now - window)
+    o = Obligation
+    overdue = (
+        o.state.in_(OWED),
+        o.due_at.is_not(None),
+        o.due_at < now,
+        o.due_at >= now - look_back,
+    )
+
+    def count(*where: Any) -> int:
+        return int(session.scalar(select(func.count()).where(*where)) or 0)
+
     return DigestRows(
+        due_count=count(*due),
         due=list(
             session.execute(
-                select(c.due_at, c.job, c.recipient)
-                .where(
-                    c.state == OutboxState.PENDING,
-                    c.due_at >= now,
-                    c.due_at < now + window,
-                    c.job != "digest",
-                )
-                .order_by(c.due_at)
+                select(c.due_at, c.program, c.job, c.recipient, Person.name)
+                .outerjoin(Person, Person.id == c.person_id)
+                .where(*due)
+                .order_by(c.due_at, c.id)
+                .limit(listed)
             )
         ),
+        failed_count=count(*failed),
         failed=list(
             session.execute(
-                select(c.job, c.recipient, c.last_error)
-                .where(c.state == OutboxState.FAILED, c.updated_at >= now - window)
-                .order_by(c.updated_at)
+                select(c.updated_at, c.program, c.job, c.recipient, c.last_error, Person.name)
+                .outerjoin(Person, Person.id == c.person_id)
+                .where(*failed)
+                .order_by(c.updated_at, c.id)
+                .limit(listed)
             )
         ),
-        obligations=list(
+        overdue_count=count(*overdue),
+        overdue=list(
             session.execute(
-                select(
-                    Obligation.program,
-                    Obligation.state,
-                    Obligation.due_at,
-                    Person.kind,
-                    Person.external_id,
-                )
-                .join(Person, Person.id == Obligation.person_id)
-                .where(Obligation.state != RETIRED)
+                select(o.due_at, o.program, o.state, Person.kind, Person.external_id, Person.name)
+                .join(Person, Person.id == o.person_id)
+                .where(*overdue)
+                .order_by(o.due_at, o.id)
+                .limit(listed)
+            )
+        ),
+        states=list(
+            session.execute(
+                select(o.program, o.state, func.count().label("n"))
+                .where(o.state != RETIRED)
+                .group_by(o.program, o.state)
+                .order_by(o.program, o.state)
             )
         ),
     )
