@@ -9,6 +9,7 @@ from calendars import fcpa
 from calendars.clock import before
 from calendars.notices import (
     DAY,
+    HISTORY,
     Fact,
     NoticeMaker,
     ObligationState,
@@ -67,17 +68,51 @@ def cycles(program: Fcpa, person: PersonView, *, until: date) -> list[Cycle]:
     return [c for c in out if c.opens <= until and (end is None or c.opens < end)]
 
 
-def plan(program: Fcpa, snapshot: Snapshot, now: datetime) -> Plan:
-    """Return every acknowledgment notice and obligation of the program's people at ``now``."""
-    acks = snapshot.facts_until(now, program.id, [FactKind.FCPA_ACK])
+def plan(program: Fcpa, snapshot: Snapshot, now: datetime, *, every_cycle: bool = False) -> Plan:
+    """Return every acknowledgment notice and obligation of the program's people at ``now``.
+
+    A cycle whose notices had all expired ``HISTORY`` before ``now`` gives its obligation only:
+    planning would drop those notices as history anyway, and a person hired decades ago has a
+    cycle a year (about 8 notices each) of which only the last one or two are still live.
+    ``every_cycle`` builds them all (the reference the tests compare the shortcut with).
+    """
+    acks: dict[int | None, list[Fact]] = {}
+    for fact in snapshot.facts_until(now, program.id, [FactKind.FCPA_ACK]):
+        acks.setdefault(fact.person_id, []).append(fact)
     officer = program.compliance_officer or snapshot.team.compliance_officer
     until = now.astimezone(program.zone).date() + HORIZON
+    spent = None if every_cycle else now - HISTORY
     result = Plan(notices=[], obligations=[])
     for person in snapshot.people:
         if person.role in program.roles:
+            mine = acks.get(person.id, [])
             for cycle in cycles(program, person, until=until):
-                _plan_cycle(program, person, cycle, acks, officer, now, result)
+                _plan_cycle(program, person, cycle, mine, officer, now, spent, result)
     return result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chase:
+    """When an unacknowledged cycle's follow-ups and escalation fall, and when each stops."""
+
+    follow: list[datetime]
+    # Each follow-up is superseded by the next one; the last by nothing, since the escalation
+    # goes to the Compliance Officer, not the person, and may fall on the same instant
+    # (``escalate_after_days = 0``): it stays sendable for one more interval.
+    stops: list[datetime]
+    escalation: datetime | None
+
+    @classmethod
+    def after(cls, program: Fcpa, due: datetime) -> Chase:
+        step = timedelta(days=program.overdue.interval_days)
+        follow = [due + step * n for n in range(1, program.overdue.max + 1)]
+        last = follow[-1] if follow else due
+        after = program.overdue.escalate_after_days
+        return cls(
+            follow=follow,
+            stops=[*follow[1:], last + step][: len(follow)],  # max = 0: nothing to stop
+            escalation=last + timedelta(days=after) if after is not None else None,
+        )
 
 
 def _plan_cycle(
@@ -87,72 +122,26 @@ def _plan_cycle(
     acks: list[Fact],
     officer: str,
     now: datetime,
+    spent: datetime | None,
     result: Plan,
 ) -> None:
     opens, due = at_send_time(program, cycle.opens), at_send_time(program, cycle.due)
-    ack = _ack_for(acks, person.id, opens)
-
-    notice = NoticeMaker(
-        program.id,
-        cycle.key,
-        {
-            "program_name": program.name,
-            "policy_version": program.policy_version,
-            "due": cycle.due.isoformat(),
-            "onboarding": cycle.onboarding,
-        },
-        result.notices,
-        send_days(program),
-    )
-
-    notice(person, "fcpa_request", "request", opens, due + 30 * DAY)
+    ack = _ack_for(acks, opens)
+    chase = Chase.after(program, due)
     state = "acknowledged" if ack else ("overdue" if now >= due else "pending")
-    if ack is None:
-        for text in program.reminders_before:
-            at = utc(before(due.astimezone(program.zone), split_offset(text), program.zone))
-            if at > opens:
-                notice(
-                    person,
-                    "fcpa_reminder",
-                    f"reminder/{text}",
-                    at,
-                    due,
-                    before=text,
-                )
-        step = timedelta(days=program.overdue.interval_days)
-        follow = [due + step * n for n in range(1, program.overdue.max + 1)]
-        after = program.overdue.escalate_after_days
-        last = follow[-1] if follow else due
-        escalation = last + timedelta(days=after) if after is not None else None
-        # Each follow-up is superseded by the next one; the last by nothing, since the
-        # escalation goes to the Compliance Officer, not the person, and may fall on the same
-        # instant (``escalate_after_days = 0``): it stays sendable for one more interval.
-        # (``max = 0``: no follow-up, and nothing to stop.)
-        stops = [*follow[1:], last + step][: len(follow)]
-        for n, (at, stop) in enumerate(zip(follow, stops, strict=True), start=1):
-            notice(
-                person,
-                "fcpa_overdue",
-                f"overdue/{n}",
-                at,
-                stop,
-                number=n,
-                of=program.overdue.max,
-            )
-        if escalation is not None:
-            notice(
-                person,
-                "fcpa_escalation",
-                f"escalation/{person.key}",
-                escalation,
-                escalation + 30 * DAY,
-                person=person.name,
-                person_email=person.email,
-                role=person.role or "",
-                to=officer,
-            )
-            if now >= escalation:
-                state = "escalated"
+    if ack is None and chase.escalation is not None and now >= chase.escalation:
+        state = "escalated"
+    # The latest expiry of any notice of the cycle: when even that one is history, so is the
+    # whole cycle (the request expires 30 days after the due date, as does the escalation).
+    latest = max(
+        [
+            due + 30 * DAY,
+            *chase.stops[-1:],
+            *([chase.escalation + 30 * DAY] if chase.escalation else []),
+        ]
+    )
+    if spent is None or latest > spent:
+        _cycle_notices(program, person, cycle, officer, result, opens, due, ack, chase)
     result.obligations.append(
         ObligationState(
             program=program.id,
@@ -169,13 +158,62 @@ def _plan_cycle(
     )
 
 
-def _ack_for(acks: list[Fact], person_id: int, opens: datetime) -> Fact | None:
-    """Return the acknowledgment that satisfies a cycle: one signed once the cycle opened.
+def _cycle_notices(
+    program: Fcpa,
+    person: PersonView,
+    cycle: Cycle,
+    officer: str,
+    result: Plan,
+    opens: datetime,
+    due: datetime,
+    ack: Fact | None,
+    chase: Chase,
+) -> None:
+    """Append the cycle's request and, unless acknowledged, its reminders, follow-ups and
+    escalation."""
+    notice = NoticeMaker(
+        program.id,
+        cycle.key,
+        {
+            "program_name": program.name,
+            "policy_version": program.policy_version,
+            "due": cycle.due.isoformat(),
+            "onboarding": cycle.onboarding,
+        },
+        result.notices,
+        send_days(program),
+    )
+    notice(person, "fcpa_request", "request", opens, due + 30 * DAY)
+    if ack is not None:
+        return
+    for text in program.reminders_before:
+        at = utc(before(due.astimezone(program.zone), split_offset(text), program.zone))
+        if at > opens:
+            notice(person, "fcpa_reminder", f"reminder/{text}", at, due, before=text)
+    for n, (at, stop) in enumerate(zip(chase.follow, chase.stops, strict=True), start=1):
+        notice(person, "fcpa_overdue", f"overdue/{n}", at, stop, number=n, of=program.overdue.max)
+    if chase.escalation is not None:
+        notice(
+            person,
+            "fcpa_escalation",
+            f"escalation/{person.key}",
+            chase.escalation,
+            chase.escalation + 30 * DAY,
+            person=person.name,
+            person_email=person.email,
+            role=person.role or "",
+            to=officer,
+        )
+
+
+def _ack_for(acks: list[Fact], opens: datetime) -> Fact | None:
+    """Return the person's acknowledgment (``acks``, oldest first) that satisfies a cycle: the
+    first one signed once the cycle opened.
 
     An acknowledgment up to 60 days before the cycle opens still counts, so that someone who
     signs early (say, at a training) is not chased days later.
     """
     for fact in acks:
-        if fact.person_id == person_id and fact.at >= opens - 60 * DAY:
+        if fact.at >= opens - 60 * DAY:
             return fact
     return None

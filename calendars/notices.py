@@ -181,6 +181,10 @@ def utc(value: datetime) -> datetime:
 
 
 DAY = timedelta(days=1)
+# A notice that had expired this long before it was first planned is history (a past campaign,
+# a yearly cycle long closed), not a backlog: planning does not queue it, so a planner may
+# leave it out.
+HISTORY = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

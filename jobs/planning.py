@@ -34,15 +34,20 @@ from zoneinfo import ZoneInfo
 from calendars.businessdays import CalendarName, calendar
 from calendars.clock import local_instant
 from calendars.kinds import effective, expand_program, plan_notices
-from calendars.notices import Notice, ObligationState, PersonView, Plan, Snapshot, Team
+from calendars.notices import (
+    HISTORY,
+    Notice,
+    ObligationState,
+    PersonView,
+    Plan,
+    Snapshot,
+    Team,
+)
 from calendars.versions import Revision, revise
 from config.programs import OptionExchange, Program
 from jobs.storage import Session, facts, obligations, outbox, skips, snapshot, versions
 from jobs.storage.skips import WHOLE_PROGRAM, Skipped
 
-# Notices that had already expired this long before they were first planned are history
-# (a program file describing a past campaign), not a backlog: they are not queued at all.
-HISTORY = timedelta(days=7)
 DIGEST_PROGRAM = "tickler"
 # People per part of a plan: one transaction, a few hundred milliseconds, a few MB.
 CHUNK = 1000
