@@ -245,6 +245,19 @@ class Settings(BaseSettings):
         "CMRT; at least 32 characters); unset: emails carry no links and /act pages answer 404. "
         "Changing it revokes every link sent",
     )
+    session_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the dashboard's session cookies (at least 32 characters); "
+        "unset: a random key per process, so a restart signs everyone out and replicas do not "
+        "share sessions. Set it when running more than one replica",
+    )
+    auth_header: str | None = Field(
+        default=None,
+        description="Header naming the signed-in user, set by an authenticating proxy "
+        "(e.g. X-Forwarded-User from oauth2-proxy); the name must be an existing user. Only "
+        "set it when the proxy is the sole way in: anyone reaching the daemon directly could "
+        "send the header. Unset (the default): the dashboard's own login",
+    )
     program_contacts: dict[str, str] = Field(
         default_factory=dict,
         description="Each program's named contact, the Reply-To of its emails and the person "
@@ -384,6 +397,20 @@ class Settings(BaseSettings):
     def _strong_action_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < ACTION_SECRET_MIN:
             raise ValueError(f"the key needs at least {ACTION_SECRET_MIN} characters")
+        return value
+
+    @field_validator("session_key")
+    @classmethod
+    def _strong_session_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < ACTION_SECRET_MIN:
+            raise ValueError(f"the key needs at least {ACTION_SECRET_MIN} characters")
+        return value
+
+    @field_validator("auth_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError(f"{value!r} is not a header name (letters, digits and -)")
         return value
 
     @field_validator("program_contacts")

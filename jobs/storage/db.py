@@ -137,6 +137,18 @@ class OutboxState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class Role(enum.StrEnum):
+    """What a dashboard account may do; each role may do everything the ones before it may."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
 def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
     # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a value is then an ordinary
     # batch migration on both backends, and the stored text is the enum's value, not its name.
@@ -370,6 +382,34 @@ class PlanningSkip(Base):
     person: Mapped[str] = mapped_column(String(200), primary_key=True)
     error: Mapped[str] = mapped_column(Text)
     since: Mapped[datetime]
+
+
+class User(Base):
+    """A dashboard account. ``password_hash`` is an argon2id hash; the password is never kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class WebSession(Base):
+    """A signed-in browser. ``id`` is the sha256 of the cookie's secret: a leaked table opens
+    no session. ``csrf`` is the value every form of that session must carry back."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    csrf: Mapped[str] = mapped_column(String(64))
 
 
 # ---------------------------------------------------------------------------------------------

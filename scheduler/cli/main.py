@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli import commands, export, feeds, health, imports, mail, messages
+from scheduler.cli import commands, export, feeds, health, imports, mail, messages, users
 from scheduler.cli.context import Context, fail
 from scheduler.cli.terminal import cell, csv_cell, shown
 
@@ -258,6 +258,7 @@ for command in (
     mail.mail,
     messages.messages,
     export.export,
+    users.users,
 ):
     cli.add_command(command)
 

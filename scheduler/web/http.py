@@ -43,7 +43,7 @@ from jobs.storage import UNAVAILABLE, queries, tokens
 from jobs.storage.db import ping
 from scheduler.daemon.loop import Daemon, utc_now
 from scheduler.daemon.service import Service
-from scheduler.web import actions, api, metrics
+from scheduler.web import actions, api, dashboard, metrics
 from scheduler.web.feeds import FeedError, FeedSource, Rendered, feed_day
 from scheduler.web.problems import problem
 
@@ -199,6 +199,7 @@ def create_app(
         Route(TOKEN_FEED, token_feed, methods=["GET"]),
         *api.routes(service, state.clock, state.counters),
         *actions.routes(service, state.clock),
+        *dashboard.routes(service, state.clock),
     ]
     app = Starlette(routes=routes, exception_handlers=_HANDLERS)
     # Starlette's own trailing-slash redirect is built from the Host header and repeats the
