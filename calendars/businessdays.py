@@ -112,4 +112,9 @@ def first_business_day_after(
 
 def add_years(day: date, years: int) -> date:
     """Return ``day`` plus ``years`` years; 29 February becomes 28 February in a common year."""
-    return day + relativedelta(years=years)
+    # Not relativedelta: the FCPA planner calls this for every yearly cycle of every person,
+    # and only 29 February can be out of range.
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)

@@ -34,8 +34,9 @@ def renewal_dates(program: Fcpa, *, start: date, until: date) -> list[date]:
         return out
     month, dom = (int(x) for x in (program.renewal.month_day or "01-01").split("-"))
     year = first_due.year
+    earliest = add_years(first_due, 1) - timedelta(days=365 // 2)
     while (day := date(year, month, dom)) <= until:
-        if day >= add_years(first_due, 1) - timedelta(days=365 // 2) and day > first_due:
+        if day >= earliest and day > first_due:
             out.append(day)
         year += 1
     return out

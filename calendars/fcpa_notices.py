@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -15,13 +17,14 @@ from calendars.notices import (
     ObligationState,
     PersonView,
     Plan,
+    SendDays,
     Snapshot,
     at_send_time,
     send_days,
     utc,
 )
 from config.facts import FactKind
-from config.programs import Fcpa, split_offset
+from config.programs import Fcpa, WrittenOffset, split_offset
 
 # Cycles are planned this far ahead of now: enough for every reminder, small enough that a
 # continuous program keeps a short outbox.
@@ -79,15 +82,25 @@ def plan(program: Fcpa, snapshot: Snapshot, now: datetime, *, every_cycle: bool 
     acks: dict[int | None, list[Fact]] = {}
     for fact in snapshot.facts_until(now, program.id, [FactKind.FCPA_ACK]):
         acks.setdefault(fact.person_id, []).append(fact)
-    officer = program.compliance_officer or snapshot.team.compliance_officer
+    rules = _Rules(
+        program=program,
+        officer=program.compliance_officer or snapshot.team.compliance_officer,
+        now=now,
+        spent=None if every_cycle else now - HISTORY,
+        days=send_days(program),
+        reminders=[(text, split_offset(text)) for text in program.reminders_before],
+        # Most people share their cycles' dates (a fixed renewal day): each day's send instant
+        # and chase are worked out once per plan, not once per person.
+        send_at=functools.cache(functools.partial(at_send_time, program)),
+        chase=functools.cache(functools.partial(Chase.after, program)),
+    )
     until = now.astimezone(program.zone).date() + HORIZON
-    spent = None if every_cycle else now - HISTORY
     result = Plan(notices=[], obligations=[])
     for person in snapshot.people:
         if person.role in program.roles:
             mine = acks.get(person.id, [])
             for cycle in cycles(program, person, until=until):
-                _plan_cycle(program, person, cycle, mine, officer, now, spent, result)
+                _plan_cycle(rules, person, cycle, mine, result)
     return result
 
 
@@ -101,6 +114,9 @@ class Chase:
     # (``escalate_after_days = 0``): it stays sendable for one more interval.
     stops: list[datetime]
     escalation: datetime | None
+    # The latest expiry of any notice of the cycle: when even that one is history, so is the
+    # whole cycle (the request expires 30 days after the due date, as does the escalation).
+    latest: datetime
 
     @classmethod
     def after(cls, program: Fcpa, due: datetime) -> Chase:
@@ -108,43 +124,41 @@ class Chase:
         follow = [due + step * n for n in range(1, program.overdue.max + 1)]
         last = follow[-1] if follow else due
         after = program.overdue.escalate_after_days
-        return cls(
-            follow=follow,
-            stops=[*follow[1:], last + step][: len(follow)],  # max = 0: nothing to stop
-            escalation=last + timedelta(days=after) if after is not None else None,
-        )
+        stops = [*follow[1:], last + step][: len(follow)]  # max = 0: nothing to stop
+        escalation = last + timedelta(days=after) if after is not None else None
+        ends = [due + 30 * DAY, *stops[-1:], *([escalation + 30 * DAY] if escalation else [])]
+        return cls(follow=follow, stops=stops, escalation=escalation, latest=max(ends))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Rules:
+    """What one plan works out once and every cycle reads."""
+
+    program: Fcpa
+    officer: str
+    now: datetime
+    spent: datetime | None  # cycles whose notices all expired by then build none
+    days: SendDays | None
+    reminders: list[tuple[str, WrittenOffset]]
+    send_at: Callable[[date], datetime]
+    chase: Callable[[datetime], Chase]
 
 
 def _plan_cycle(
-    program: Fcpa,
-    person: PersonView,
-    cycle: Cycle,
-    acks: list[Fact],
-    officer: str,
-    now: datetime,
-    spent: datetime | None,
-    result: Plan,
+    rules: _Rules, person: PersonView, cycle: Cycle, acks: list[Fact], result: Plan
 ) -> None:
-    opens, due = at_send_time(program, cycle.opens), at_send_time(program, cycle.due)
+    opens, due = rules.send_at(cycle.opens), rules.send_at(cycle.due)
     ack = _ack_for(acks, opens)
-    chase = Chase.after(program, due)
+    chase = rules.chase(due)
+    now = rules.now
     state = "acknowledged" if ack else ("overdue" if now >= due else "pending")
     if ack is None and chase.escalation is not None and now >= chase.escalation:
         state = "escalated"
-    # The latest expiry of any notice of the cycle: when even that one is history, so is the
-    # whole cycle (the request expires 30 days after the due date, as does the escalation).
-    latest = max(
-        [
-            due + 30 * DAY,
-            *chase.stops[-1:],
-            *([chase.escalation + 30 * DAY] if chase.escalation else []),
-        ]
-    )
-    if spent is None or latest > spent:
-        _cycle_notices(program, person, cycle, officer, result, opens, due, ack, chase)
+    if rules.spent is None or chase.latest > rules.spent:
+        _cycle_notices(rules, person, cycle, result, opens, due, ack, chase)
     result.obligations.append(
         ObligationState(
-            program=program.id,
+            program=rules.program.id,
             occurrence=cycle.key,
             person_id=person.id,
             kind=FactKind.FCPA_ACK,
@@ -159,10 +173,9 @@ def _plan_cycle(
 
 
 def _cycle_notices(
-    program: Fcpa,
+    rules: _Rules,
     person: PersonView,
     cycle: Cycle,
-    officer: str,
     result: Plan,
     opens: datetime,
     due: datetime,
@@ -171,6 +184,7 @@ def _cycle_notices(
 ) -> None:
     """Append the cycle's request and, unless acknowledged, its reminders, follow-ups and
     escalation."""
+    program = rules.program
     notice = NoticeMaker(
         program.id,
         cycle.key,
@@ -181,13 +195,13 @@ def _cycle_notices(
             "onboarding": cycle.onboarding,
         },
         result.notices,
-        send_days(program),
+        rules.days,
     )
     notice(person, "fcpa_request", "request", opens, due + 30 * DAY)
     if ack is not None:
         return
-    for text in program.reminders_before:
-        at = utc(before(due.astimezone(program.zone), split_offset(text), program.zone))
+    for text, offset in rules.reminders:
+        at = utc(before(due.astimezone(program.zone), offset, program.zone))
         if at > opens:
             notice(person, "fcpa_reminder", f"reminder/{text}", at, due, before=text)
     for n, (at, stop) in enumerate(zip(chase.follow, chase.stops, strict=True), start=1):
@@ -202,7 +216,7 @@ def _cycle_notices(
             person=person.name,
             person_email=person.email,
             role=person.role or "",
-            to=officer,
+            to=rules.officer,
         )
 
 
