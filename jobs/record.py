@@ -27,7 +27,7 @@ from config.facts import FactKind
 from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
 from jobs.storage import Session, facts, outbox, people
 from jobs.storage.db import EventLog, EventSource, FcpaRole, Person, PersonKind
-from jobs.storage.snapshot import load_facts, load_snapshot
+from jobs.storage.snapshot import load_facts, load_snapshot, of_person
 
 log = logging.getLogger("tickler")
 
@@ -193,22 +193,22 @@ def _check(
     elif kind in (FactKind.ELECTION, FactKind.WITHDRAWAL):
         offer = _need(target, OptionExchange, kind)
         _person_kind(who, kind, PersonKind.EMPLOYEE)
-        snapshot = load_snapshot(session, team=None)
-        holders = offer_notices.holdings(offer, snapshot.people, snapshot.grants)
-        if who.id not in {h.person.id for h in holders}:
+        # That person's rows only, not the company's: this runs for every election the API takes.
+        mine = of_person(session, who)
+        if not offer_notices.holdings(offer, mine.people, mine.grants):
             raise RecordError(409, f"{who.kind}:{who.external_id} is not eligible for {offer.id}")
-        known = load_facts(session)
+        known = mine.facts
         late = offer_notices.late_election_error(offer, known, judged)
         if late:
             raise RecordError(409, f"{kind} refused: {late}")
-        mine = [
+        choices = [
             f
             for f in known
             if f.program == offer.id
             and f.at <= at
             and f.kind in (FactKind.ELECTION, FactKind.WITHDRAWAL)
         ]
-        if kind == FactKind.WITHDRAWAL and offer_notices.elected_at(mine, who.id) is None:
+        if kind == FactKind.WITHDRAWAL and offer_notices.elected_at(choices, who.id) is None:
             raise RecordError(409, f"{who.external_id} has no election in force to withdraw")
     elif kind == FactKind.FCPA_ACK:
         policy = _need(target, Fcpa, kind)

@@ -128,6 +128,17 @@ def load_grants(
     ]
 
 
+def of_person(session: Session, row: Person) -> Snapshot:
+    """Return what the rules need to judge one person's fact: that person, their grants, and
+    the facts about them or about no person (an offer's extensions), oldest first."""
+    return Snapshot(
+        people=[person_view(row)],
+        grants=load_grants(session, row.id),
+        facts=load_facts_of(session, [row.id]),
+        team=Team(compliance="", compliance_officer=""),
+    )
+
+
 def load_snapshot(session: Session, *, team: Team | None) -> Snapshot:
     """Return people, grants and facts as stored now."""
     return Snapshot(
