@@ -353,6 +353,67 @@ def _hire(session: Session, data: dict[str, Any], now: datetime) -> Person:
     return person
 
 
+#: The import whose rows are people of each kind (``jobs.imports.Kind``).
+_IMPORTED_AS = {
+    PersonKind.SUPPLIER: "suppliers",
+    PersonKind.EMPLOYEE: "employees",
+    PersonKind.THIRD_PARTY: "third-parties",
+}
+
+
+def correct_email(
+    session: Session,
+    person: str,
+    email: str,
+    *,
+    now: datetime,
+    actor: str,
+    source: EventSource,
+    reason: str = "",
+) -> str | None:
+    """Correct the address of ``person`` (KIND:ID); return the change, or None if none.
+
+    Contacts are data: the change is written as an import of that one row would write it
+    (``updated_at`` and an ``import`` row in the event log, ``by_hand`` with the reason
+    instead of a file), so planning replans the person the way it replans the people an
+    import wrote: every message still pending is re-addressed, and history keeps the
+    address each sent message went to. Raises ``RecordError`` (404 an unknown person, 422 a
+    bad address) and changes nothing then. Never commits.
+    """
+    try:
+        address = parse_email(email.strip())
+    except ValueError as exc:
+        raise RecordError(422, f"email: {exc}") from None
+    who = find_person(session, person)
+    if who.email == address:
+        return None
+    change = f"{who.kind}:{who.external_id} email: {who.email} -> {address}"
+    who.email = address
+    who.updated_at = now
+    people.insert(
+        session,
+        EventLog(
+            at=now,
+            received_at=now,
+            actor=actor,
+            source=source,
+            kind="import",
+            program=None,
+            person_id=None,
+            payload={
+                "kind": _IMPORTED_AS[who.kind],
+                "by_hand": reason,
+                "created": 0,
+                "updated": 1,
+                "unchanged": 0,
+                "changes": [change],
+                "changes_omitted": 0,
+            },
+        ),
+    )
+    return change
+
+
 def offer_change(session: Session, offer: Program, event_id: int) -> list[str]:
     """Describe what the extension or retraction ``event_id`` (recorded in this transaction,
     not yet committed) changes in ``offer``: for a person to confirm before it is committed."""

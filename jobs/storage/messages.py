@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, String, Table, insert, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    String,
+    Table,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from calendars.notices import Notice
@@ -130,6 +140,35 @@ def page(session: Session, filters: Filters, *, after: int = 0, limit: int = 50)
     return [_message(row) for row in session.execute(stmt)]
 
 
+def troubled(
+    session: Session,
+    *,
+    retrying: bool,
+    now: datetime,
+    program: str | None = None,
+    before: tuple[datetime, int] | None = None,
+    limit: int = 50,
+) -> list[Message]:
+    """Return messages that went wrong, newest due first, keyset-paged by ``(due_at, id)``.
+
+    Failed ones (a 5xx, or attempts used up), or with ``retrying`` the pending ones a
+    temporary failure sent back to wait for another attempt. Both walk the (state, due_at)
+    index: a retrying message was tried, so it fell due at or before ``now``, and the pending
+    rows due by then are the few the delivery job has not finished, not the million ahead.
+    ``before`` is the last row of the previous page.
+    """
+    where: ColumnElement[bool] = _c.state == OutboxState.FAILED
+    if retrying:
+        where = (_c.state == OutboxState.PENDING) & (_c.due_at <= now) & (_c.attempts > 0)
+    stmt = _select().where(where).order_by(_c.due_at.desc(), _c.id.desc()).limit(limit)
+    if program is not None:
+        stmt = stmt.where(_c.program == program)
+    if before is not None:
+        due, id_ = before
+        stmt = stmt.where((_c.due_at < due) | ((_c.due_at == due) & (_c.id < id_)))
+    return [_message(row) for row in session.execute(stmt)]
+
+
 def find(session: Session, ref: str | int) -> Message | None:
     """Return the message whose id, identity or Message-ID is ``ref`` (``<…>`` allowed)."""
     if isinstance(ref, int) or ref.isdigit():
@@ -162,7 +201,12 @@ ACTIONS = {"retry": "message_retried", "cancel": "message_cancelled", "resend": 
 
 
 def retry(session: Session, ref: str, *, actor: str, source: EventSource, now: datetime) -> Message:
-    """Send a failed message again: pending at once, its attempts counted afresh."""
+    """Send a failed message again: pending at once, its attempts counted afresh.
+
+    A message of the person's own goes to their current address: a 550 is often a stale
+    address, and an operator corrects the address before retrying (planning re-addresses the
+    pending rows the same way).
+    """
     message = _require(session, ref)
     if message.expires_at is not None and message.expires_at <= now:
         raise MessageError(
@@ -175,6 +219,7 @@ def retry(session: Session, ref: str, *, actor: str, source: EventSource, now: d
         .where(_c.id == message.id, _c.state == OutboxState.FAILED)
         .values(
             state=OutboxState.PENDING,
+            recipient=_current_recipient(session, message),
             attempts=0,
             next_attempt_at=now,
             last_error=f"retry by {actor}",
@@ -223,18 +268,12 @@ def resend(
         )
     row = session.execute(select(OUTBOX).where(_c.id == message.id)).one()._mapping
     count = 1 + len(resends(session, message.id))
-    head = len(message.program) + len(message.occurrence) + 2
-    key = message.identity[head : -len(message.step) - 1]
-    recipient = message.recipient
-    if message.person is not None and key == message.person:
-        current = session.scalar(select(Person.email).where(Person.id == row["person_id"]))
-        recipient = current or recipient
     notice = Notice(
         program=message.program,
         occurrence=message.occurrence,
         person_id=row["person_id"],
-        recipient_key=key,
-        recipient=recipient,
+        recipient_key=_recipient_key(message),
+        recipient=_current_recipient(session, message),
         job=message.job,
         step=f"{message.step}+resend-{count}",
         template=row["template"],
@@ -269,6 +308,31 @@ def resend(
     extra = {"resend": notice.identity, "resend_message_id": notice.message_id}
     _log(session, "resend", message, actor, source, now, extra)
     return _require(session, str(new_id))
+
+
+def _recipient_key(message: Message) -> str:
+    """Return the recipient part of the identity ("program/occurrence/RECIPIENT/step")."""
+    head = len(message.program) + len(message.occurrence) + 2
+    return message.identity[head : -len(message.step) - 1]
+
+
+def to_person(message: Message) -> bool:
+    """Tell whether ``message`` is addressed to its person (not, say, an escalation about
+    them to their internal owner): their address is the one it goes to."""
+    return message.person is not None and _recipient_key(message) == message.person
+
+
+def _current_recipient(session: Session, message: Message) -> str:
+    """Return the address ``message`` goes to now: the person's current one when it is the
+    person's own message, else (an escalation to their internal owner) the one it had."""
+    if not to_person(message):
+        return message.recipient
+    current = session.scalar(
+        select(Person.email)
+        .join(OUTBOX, OUTBOX.c.person_id == Person.id)
+        .where(_c.id == message.id)
+    )
+    return current or message.recipient
 
 
 def _require(session: Session, ref: str) -> Message:

@@ -12,8 +12,8 @@ reaches the terminal through ``click.echo`` and Rich. Nothing in it may act:
   (``cell``), or through ``click.echo``. ``[/x]`` in an address would otherwise end the
   output with a MarkupError, and ``[white on white]`` hide what follows.
 - A CSV cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a CR is prefixed with ``'``
-  (``csv_cell``): a spreadsheet shows it instead of running it as a formula (OWASP, "CSV
-  Injection").
+  (``csv_cell``, from ``jobs.export``, which the dashboard's downloads share): a spreadsheet
+  shows it instead of running it as a formula (OWASP, "CSV Injection").
 
 Rich is imported only by ``cell``: ``tickler --help`` and ``plan`` must start fast (``main``).
 """
@@ -23,11 +23,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from jobs.export import FORMULA_START, csv_cell
+
 if TYPE_CHECKING:
     from rich.text import Text
 
+__all__ = ["FORMULA_START", "cell", "csv_cell", "shown", "shown_lines"]
+
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def shown(value: object) -> str:
@@ -52,10 +55,3 @@ def cell(value: object) -> Text:
     from rich.text import Text
 
     return Text(shown(value))
-
-
-def csv_cell(value: object) -> object:
-    """Return ``value`` with a leading ``'`` if a spreadsheet would take it for a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value

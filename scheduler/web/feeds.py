@@ -204,9 +204,21 @@ class FeedSource:
             raise FeedError(f"{ref.name!r}: no such person")
         return self._person_plan(session, person, now)
 
+    def program_events(
+        self, session: Session, program_id: str, now: datetime
+    ) -> tuple[list[Event], list[Event]]:
+        """Return a program's events as of ``now`` (recorded extensions applied), and those of
+        them its feeds publish, for one audience or another (the dashboard's calendar)."""
+        program = self.programs[program_id]
+        events = expand_program(effective(program, load_facts(session)), now=now)
+        # A vesting schedule without a person is `tickler plan`'s example grant, not a date
+        # anyone owes: personal feeds carry the real ones.
+        published = [e for e in events if not (e.kind == EventKind.VESTING and not e.person)]
+        return events, published
+
     def _program_plan(self, session: Session, ref: ProgramFeed, now: datetime) -> _Plan:
         program = self.programs[ref.program]
-        events = expand_program(effective(program, load_facts(session)), now=now)
+        events, published = self.program_events(session, program.id, now)
         label = _LABELS[ref.audience]
         meta = FeedMeta(
             name=f"{program.name}: {label}",
@@ -214,13 +226,7 @@ class FeedSource:
             color=_COLORS[ref.audience],
             timezone=program.timezone,
         )
-        # A vesting schedule without a person is `tickler plan`'s example grant, not a date
-        # anyone owes: personal feeds carry the real ones.
-        shown = [
-            (program.id, e)
-            for e in events
-            if ref.audience in e.audiences and not (e.kind == EventKind.VESTING and not e.person)
-        ]
+        shown = [(program.id, e) for e in published if ref.audience in e.audiences]
         return _Plan(meta=meta, tracked={program.id: events}, shown=shown, withdrawn=[])
 
     def _person_plan(self, session: Session, person: PersonView, now: datetime) -> _Plan:

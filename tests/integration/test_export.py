@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from jobs.export import COLUMNS, STAT_COLUMNS
 from jobs.storage.db import (
     EventLog,
     Obligation,
@@ -26,7 +27,6 @@ from jobs.storage.db import (
     SupplierTier,
     begin_write,
 )
-from scheduler.cli.export import COLUMNS, STAT_COLUMNS
 from scheduler.cli.main import cli
 from scheduler.daemon.service import Service
 from tests import world

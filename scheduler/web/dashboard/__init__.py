@@ -38,12 +38,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.daemon.service import Service
 from scheduler.web.auth import PREFIX, Auth, Refusal, SecurityHeaders
-from scheduler.web.dashboard import login, overview
+from scheduler.web.dashboard import (
+    deliveries,
+    exports,
+    login,
+    overview,
+    person,
+    program,
+    recording,
+    upcoming,
+)
 from scheduler.web.dashboard.context import Clock, Dashboard
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 #: The modules whose routes make the dashboard.
-PAGES = (login, overview)
+PAGES = (login, overview, program, person, deliveries, upcoming, exports, recording)
 
 
 class _Context:
