@@ -79,8 +79,8 @@ class User:
     role: Role
     csrf: str
 
-    def may(self, role: Role) -> bool:
-        return self.role.rank >= role.rank
+    def may(self, role: Role | str) -> bool:
+        return self.role.rank >= Role(role).rank
 
 
 class Refusal(Exception):

@@ -1,0 +1,288 @@
+"""The dashboard's reads: program funnels, the response curve, a program's obligations page by
+page, one person's messages and facts.
+
+Every list is counted or limited in SQL: a program of 100,000 people costs an aggregate or a
+page of rows, never its table in memory. The program page is keyset-paginated: a page starts
+after the (sort value, obligation id) of the last row shown, so page 2,000 costs what page 1
+does (OFFSET would read and drop every row before it). Every function reads in the caller's
+session and writes nothing; ``now`` is the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, case, func, or_, select, tuple_
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobs.storage.db import EventLog, Obligation, OutboxMessage, OutboxState, Person
+from jobs.storage.obligations import RETIRED
+
+#: Obligation states in which the person has answered (whatever the answer said).
+ANSWERED = ("complete", "incomplete", "acknowledged", "elected", "granted", "forfeited")
+#: The facts that answer an obligation, by the kind of obligation (``Obligation.kind``).
+ANSWERS = ("cmrt_response", "fcpa_ack", "election")
+Sort = Literal["name", "due", "status", "id"]
+SORTS: tuple[Sort, ...] = ("name", "due", "status", "id")
+PAGE = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Funnel:
+    """Where a program's obligations stand at ``now``."""
+
+    program: str
+    asked: int
+    answered: int
+    overdue: int
+    escalated: int
+    next_due: datetime | None  # the earliest due date of an obligation still open
+
+    @property
+    def rate(self) -> float | None:
+        return self.answered / self.asked if self.asked else None
+
+
+def funnels(session: Session, now: datetime) -> dict[str, Funnel]:
+    """Return each program's funnel: one aggregate over its live obligations."""
+    o = Obligation
+    answered = o.state.in_(ANSWERED)
+    rows = session.execute(
+        select(
+            o.program,
+            func.count(),
+            func.sum(case((answered, 1), else_=0)),
+            func.sum(case((and_(~answered, o.due_at < now), 1), else_=0)),
+            func.sum(case((o.state == "escalated", 1), else_=0)),
+            func.min(case((and_(~answered, o.due_at >= now), o.due_at), else_=None)),
+        )
+        .where(o.state != RETIRED)
+        .group_by(o.program)
+    )
+    return {
+        program: Funnel(
+            program=program,
+            asked=int(asked),
+            answered=int(done or 0),
+            overdue=int(overdue or 0),
+            escalated=int(escalated or 0),
+            next_due=_aware(next_due),
+        )
+        for program, asked, done, overdue, escalated, next_due in rows
+    }
+
+
+def _aware(value: Any) -> datetime | None:
+    """Read an aggregate of a UTC column: SQLite may give it back as text, or naive."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    instant: datetime = value
+    if instant.tzinfo is None:
+        return instant.replace(tzinfo=UTC)  # stored as naive UTC (``db.UtcDateTime``)
+    return instant.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Curve:
+    """Who had answered by each day: first answers per UTC day, and the due dates asked."""
+
+    per_day: list[tuple[date, int]]
+    due: datetime | None  # the earliest due date of the program's obligations
+
+
+def curve(session: Session, program: str) -> Curve:
+    """Return the program's first answers per day (a person answering twice counts once)."""
+    e = EventLog
+    first = (
+        select(e.person_id, func.min(e.at).label("first"))
+        .where(e.program == program, e.kind.in_(ANSWERS), e.person_id.is_not(None))
+        .group_by(e.person_id)
+        .subquery()
+    )
+    day = func.date(first.c.first)
+    rows = session.execute(select(day, func.count()).group_by(day).order_by(day))
+    due = session.scalar(
+        select(func.min(Obligation.due_at)).where(
+            Obligation.program == program, Obligation.state != RETIRED
+        )
+    )
+    return Curve(
+        per_day=[(_day(d), int(n)) for d, n in rows],
+        due=_aware(due),
+    )
+
+
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+# ---------------------------------------------------------------------------------------------
+# A program's obligations, a page at a time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """One obligation of the program page, with its person and messages."""
+
+    obligation_id: int
+    person_id: int
+    person_key: str
+    name: str
+    email: str
+    occurrence: str
+    state: str
+    due_at: datetime | None
+    last_sent: datetime | None = None
+    last_job: str | None = None
+    next_due: datetime | None = None
+    next_job: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query:
+    """What the program page asks: a filter, a search, a sort, and where the page starts."""
+
+    program: str
+    status: str | None = None
+    search: str | None = None
+    sort: Sort = "name"
+    descending: bool = False
+    after: tuple[str, int] | None = None  # (the sort value as text, obligation id) of the last row
+    limit: int = PAGE
+
+
+def _sort_column(sort: Sort) -> ColumnElement[Any]:
+    o, p = Obligation, Person
+    columns: dict[str, Any] = {
+        "name": p.name,
+        "due": o.due_at,
+        "status": o.state,
+        "id": p.external_id,
+    }
+    column: ColumnElement[Any] = columns[sort]
+    return column
+
+
+def page(session: Session, query: Query) -> tuple[list[Row], tuple[str, int] | None]:
+    """Return one page of the program's live obligations and the key of the next page.
+
+    A search matches a substring of the name, email or external id, case-insensitively.
+    Obligations without a due date sort after every dated one when sorting by due date
+    (they are selected with a separate condition rather than NULLS LAST, which SQLite and
+    PostgreSQL order differently).
+    """
+    o, p = Obligation, Person
+    column = _sort_column(query.sort)
+    stmt = (
+        select(
+            o.id,
+            o.person_id,
+            p.kind,
+            p.external_id,
+            p.name,
+            p.email,
+            o.occurrence,
+            o.state,
+            o.due_at,
+            column.label("sort_value"),
+        )
+        .join(p, p.id == o.person_id)
+        .where(o.program == query.program, o.state != RETIRED)
+    )
+    if query.status:
+        stmt = stmt.where(o.state == query.status)
+    if query.search:
+        needle = query.search.strip().lower()
+        stmt = stmt.where(
+            or_(
+                func.lower(p.name).contains(needle, autoescape=True),
+                func.lower(p.email).contains(needle, autoescape=True),
+                func.lower(p.external_id).contains(needle, autoescape=True),
+            )
+        )
+    if query.sort == "due":
+        # Undated obligations have no place in a date order: they are left out of it.
+        stmt = stmt.where(o.due_at.is_not(None))
+    if query.after is not None:
+        value, last_id = query.after
+        bound: Any = datetime.fromisoformat(value) if query.sort == "due" else value
+        key = tuple_(column, o.id)
+        stmt = stmt.where(
+            key < tuple_(bound, last_id) if query.descending else key > tuple_(bound, last_id)
+        )
+    if query.descending:
+        stmt = stmt.order_by(column.desc(), o.id.desc())
+    else:
+        stmt = stmt.order_by(column, o.id)
+    found = list(session.execute(stmt.limit(query.limit + 1)))
+    more = len(found) > query.limit
+    found = found[: query.limit]
+    rows = _with_messages(session, query.program, found)
+    if not more or not found:
+        return rows, None
+    last = found[-1]
+    shown: Any = _aware(last.sort_value) if query.sort == "due" else last.sort_value
+    return rows, (shown.isoformat() if isinstance(shown, datetime) else str(shown), int(last.id))
+
+
+def _with_messages(session: Session, program: str, found: list[Any]) -> list[Row]:
+    """Add each row's last sent and next pending message: two aggregates over the page's
+    people (the outbox's person index), not the program's outbox."""
+    ids = sorted({int(r.person_id) for r in found})
+    last: dict[int, tuple[datetime, str]] = {}
+    upcoming: dict[int, tuple[datetime, str]] = {}
+    if ids:
+        c = OutboxMessage
+        for person_id, sent_at, job in session.execute(
+            select(c.person_id, c.sent_at, c.job)
+            .where(c.person_id.in_(ids), c.program == program, c.state == OutboxState.SENT)
+            .order_by(c.person_id, c.sent_at)
+        ):
+            if person_id is not None and sent_at is not None:
+                last[person_id] = (sent_at, job)  # the latest wins (ordered by sent_at)
+        for person_id, due_at, job in session.execute(
+            select(c.person_id, c.due_at, c.job)
+            .where(c.person_id.in_(ids), c.program == program, c.state == OutboxState.PENDING)
+            .order_by(c.person_id, c.due_at.desc())
+        ):
+            if person_id is not None:
+                upcoming[person_id] = (due_at, job)  # the earliest wins (ordered latest first)
+    return [
+        Row(
+            obligation_id=int(r.id),
+            person_id=int(r.person_id),
+            person_key=f"{r.kind}:{r.external_id}",
+            name=r.name,
+            email=r.email,
+            occurrence=r.occurrence,
+            state=r.state,
+            due_at=r.due_at,
+            last_sent=last.get(r.person_id, (None, None))[0],
+            last_job=last.get(r.person_id, (None, None))[1],
+            next_due=upcoming.get(r.person_id, (None, None))[0],
+            next_job=upcoming.get(r.person_id, (None, None))[1],
+        )
+        for r in found
+    ]
+
+
+def states(session: Session, program: str) -> list[str]:
+    """Return the states the program's live obligations are in (for the status filter)."""
+    o = Obligation
+    return list(
+        session.scalars(
+            select(o.state)
+            .where(o.program == program, o.state != RETIRED)
+            .distinct()
+            .order_by(o.state)
+        )
+    )

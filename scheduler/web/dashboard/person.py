@@ -1,0 +1,207 @@
+"""``/dashboard/people/{kind:id}``: one person's timeline, and their feed URL.
+
+The timeline interleaves every message to the person (with the text as sent, from the
+evidence bytes that delivery kept, and the server's reply) and every fact and action of the
+event log about them, newest first; at most TIMELINE of each. An operator can rotate the
+person's feed URL (a new one, shown once, the old one dead at once) or revoke it, through the
+same token functions as ``tickler feeds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from calendars.notices import PersonView
+from jobs.storage import actions, evidence, messages, reads, tokens
+from jobs.storage.db import begin_write
+from scheduler.web.auth import Role, check_csrf, require
+from scheduler.web.dashboard.context import Dashboard, dashboard_of
+from scheduler.web.dashboard.pages import message, render
+
+log = logging.getLogger("tickler")
+TIMELINE = 200
+#: Sent text longer than this is cut on the page (the whole message is in the export).
+MAX_TEXT = 20_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One line of the timeline: a message or an event-log row."""
+
+    at: datetime
+    when: str
+    kind: str  # "message" or "event"
+    title: str
+    state: str
+    detail: str  # the server's reply, the actor
+    text: str  # the message as sent, or the fact's payload
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    person: PersonView
+    messages: list[messages.Message]
+    texts: dict[int, tuple[int | None, str, bytes]]  # outbox id: (code, reply, bytes)
+    events: list[dict[str, Any]]
+    feed_since: datetime | None
+
+
+def sent_text(data: bytes) -> str:
+    """Return the plain-text part of a sent message (its bytes as kept), or the raw text."""
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    if isinstance(parsed, EmailMessage):
+        part = parsed.get_body(("plain",))
+        if part is not None and isinstance(part, EmailMessage):
+            text = str(part.get_content())
+            return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n[…]"
+    return data[:MAX_TEXT].decode("utf-8", "replace")
+
+
+def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
+    """Merge the person's messages and events, newest first, times in ``zone``."""
+    out = []
+    for m in loaded.messages:
+        at = m.sent_at or m.due_at
+        code, reply, data = loaded.texts.get(m.id, (m.last_code, m.last_error or "", b""))
+        out.append(
+            Entry(
+                at=at,
+                when=f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
+                kind="message",
+                title=f"{m.job} to {m.recipient}",
+                state=m.state,
+                detail=f"{code} {reply}".strip() if code or reply else "",
+                text=sent_text(data) if data else "",
+            )
+        )
+    for e in loaded.events:
+        at = datetime.fromisoformat(e["at"])
+        out.append(
+            Entry(
+                at=at,
+                when=f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
+                kind="event",
+                title=str(e["kind"]),
+                state=str(e["program"] or ""),
+                detail=f"by {e['actor']} ({e['source']})"
+                + (" backfilled" if e["backfill"] else ""),
+                text=json.dumps(e["payload"], indent=1, sort_keys=True, ensure_ascii=False)
+                if e["payload"]
+                else "",
+            )
+        )
+    return sorted(out, key=lambda entry: entry.at, reverse=True)
+
+
+def _load(context: Dashboard, key: str) -> Loaded | None:
+    with context.service.factory() as session:
+        person_id = reads.person_id(session, key)
+        person = actions.person_by_id(session, person_id) if person_id is not None else None
+        if person is None:
+            return None
+        listed = messages.page(session, messages.Filters(person_id=person.id), limit=TIMELINE)
+        texts: dict[int, tuple[int | None, str, bytes]] = {}
+        for m in listed:
+            if m.state == "sent":
+                kept = evidence.load(session, m.id)
+                if kept is not None:
+                    texts[m.id] = (kept.code, kept.reply, kept.data)
+        active = tokens.active(session, f"person:{key}")
+        return Loaded(
+            person=person,
+            messages=listed,
+            texts=texts,
+            events=reads.events(session, person_id=person.id, limit=TIMELINE),
+            feed_since=active[-1].created_at if active else None,
+        )
+
+
+async def person_page(request: Request) -> Response:
+    await require(request, Role.VIEWER)
+    return await _show(request, issued=None, notice="")
+
+
+async def _show(request: Request, *, issued: str | None, notice: str) -> Response:
+    context = dashboard_of(request)
+    key = request.path_params["key"]
+    loaded = await asyncio.to_thread(_load, context, key)
+    if loaded is None:
+        return message(request, 404, "No such person", "Nobody has that id.")
+    zone = ZoneInfo(context.service.settings.timezone)
+    return render(
+        request,
+        "person.html",
+        active="programs",
+        title=loaded.person.name,
+        person=loaded.person,
+        key=key,
+        entries=timeline(loaded, zone),
+        feed_since=(
+            f"{loaded.feed_since.astimezone(zone):%Y-%m-%d %H:%M %Z}" if loaded.feed_since else ""
+        ),
+        issued=issued,
+        notice=notice,
+        zone=context.service.settings.timezone,
+        more=len(loaded.messages) >= TIMELINE or len(loaded.events) >= TIMELINE,
+    )
+
+
+async def feed_action(request: Request) -> Response:
+    """Rotate or revoke the person's feed URL (operator)."""
+    user = await require(request, Role.OPERATOR)
+    try:
+        async with request.form(max_files=0, max_fields=4, max_part_size=1024) as form:
+            check_csrf(request, form)
+            action = form.get("action")
+    except MultiPartException as exc:
+        return message(request, 400, "The form could not be read", str(exc))
+    if action not in ("rotate", "revoke"):
+        return message(request, 400, "Unknown action", "Choose rotate or revoke.")
+    context = dashboard_of(request)
+    key, now = request.path_params["key"], context.clock()
+
+    def act() -> str | int | None:
+        with begin_write(context.service.factory) as session:
+            if reads.person_id(session, key) is None:
+                return None
+            feed = f"person:{key}"
+            return (
+                tokens.issue(session, feed, now)
+                if action == "rotate"
+                else tokens.revoke(session, feed, now)
+            )
+
+    done = await asyncio.to_thread(act)
+    if done is None:
+        return message(request, 404, "No such person", "Nobody has that id.")
+    log.info(
+        "feed url changed",
+        extra={"action": f"feed_{action}", "feed": f"person:{key}", "actor": user.username},
+    )
+    if isinstance(done, str):
+        url = f"{context.service.settings.public_url.rstrip('/')}/feeds/{done}.ics"
+        return await _show(request, issued=url, notice="A new feed URL was issued.")
+    return await _show(
+        request, issued=None, notice="The feed URL was revoked." if done else "No URL to revoke."
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/people/{key}", person_page, methods=["GET"]),
+        Route("/people/{key}/feed", feed_action, methods=["POST"]),
+    ]
