@@ -1,9 +1,11 @@
 """CSV imports of people and option grants, and the demo data set.
 
-**All or nothing.** Every row is parsed and checked before anything is written; the checks that
-need the database (a grant's employee) run in the same transaction as the writes, and the audit
-row goes in with them. A bad file raises ``ImportErrors`` with every problem it has (line,
-column, what is wrong) and changes nothing.
+**All or nothing.** A file is read as a stream and written a batch at a time in one
+transaction, with its audit row; the checks that need the database (a grant's employee) run in
+it. A bad file raises ``ImportErrors`` with every problem it has (line, column, what is wrong),
+the transaction is rolled back and nothing is changed. Files that belong together (the demo's
+people, grants and facts: ``import_all``) share one transaction, so a daemon never plans people
+without the facts about them, and a bad row in the last file undoes the first.
 
 **Idempotent.** People are upserted by (kind, external_id), grants by external_id. A row equal
 to what is stored is counted as unchanged and not touched, so its ``updated_at`` keeps telling
@@ -20,13 +22,14 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
+from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, BinaryIO, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -67,9 +70,12 @@ DEMO_FILES: tuple[tuple[Kind, str], ...] = (
 )
 DEMO_SCENARIO = "scenario.csv"
 
-#: At most this many change lines go into the audit row; the report keeps them all.
+#: At most this many change lines go into the audit row and the report; the rest are counted.
 AUDIT_CHANGES_MAX = 1000
-_FLUSH_EVERY = 500
+#: Rows checked, looked up and written together: memory holds one batch of a file.
+BATCH = 500
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def demo_dir() -> Path:
@@ -94,11 +100,13 @@ class RowError:
 
 
 class ImportErrors(Exception):
-    """Every problem found in a file; nothing was written."""
+    """Every problem found in a file (``path``, when several were imported); nothing was
+    written."""
 
-    def __init__(self, errors: Sequence[RowError]) -> None:
+    def __init__(self, errors: Sequence[RowError], path: Path | None = None) -> None:
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = list(errors)
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +116,7 @@ class ImportReport:
     updated: int
     unchanged: int
     changes: list[str] = field(default_factory=list)  # "employee:E1001 email: a@x -> b@x"
+    more_changes: int = 0  # changes beyond the AUDIT_CHANGES_MAX listed
 
     def __str__(self) -> str:
         return (
@@ -198,8 +207,16 @@ class Row(BaseModel):
 M = TypeVar("M", bound=Row)
 
 
-class PersonRow(Row):
+class Keyed(Row):
+    """A row naming what it writes by ``external_id``: a file may hold each one once."""
+
     external_id: ExternalId
+
+
+K = TypeVar("K", bound=Keyed)
+
+
+class PersonRow(Keyed):
     name: Name
     email: Email
 
@@ -234,8 +251,7 @@ class ThirdPartyRow(PersonRow):
         return {**super().values(), "role": FcpaRole(self.role)}
 
 
-class GrantRow(Row):
-    external_id: ExternalId
+class GrantRow(Keyed):
     employee_id: ExternalId
     grant_date: Day
     shares: Annotated[Count, Field(gt=0)]
@@ -269,34 +285,37 @@ def columns(model: type[Row]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading a file
+# Reading a file, as a stream: a record at a time, never the whole file in memory
+
+Record = tuple[int, dict[str, str | None]]  # (line, {column: cell}); a blank cell is None
 
 
-def read_table(data: bytes, expected: Sequence[str]) -> list[tuple[int, dict[str, str | None]]]:
-    """Decode ``data`` and return (line, {column: cell}) per record; blank cells become None.
+def read_table(data: bytes, expected: Sequence[str]) -> list[Record]:
+    """Return the records of ``data`` (see ``scan``); raise ``ImportErrors`` for any bad one."""
+    records: list[Record] = []
+    errors: list[RowError] = []
+    for item in scan(io.BytesIO(data), expected):
+        if isinstance(item, RowError):
+            errors.append(item)
+        else:
+            records.append(item)
+    if errors:
+        raise ImportErrors(errors)
+    return records
+
+
+def scan(stream: BinaryIO, expected: Sequence[str]) -> Iterator[Record | RowError]:
+    """Yield each record of the CSV ``stream`` as it is read, or the ``RowError`` of a bad one.
 
     Checks what needs no model: UTF-8 (a BOM is allowed), the header (every expected column,
-    nothing else), the field count, and no control characters in a cell, CR and LF above all:
-    a line break in a name or an address ends up in an email header.
+    nothing else: ``ImportErrors`` at once), the field count, and no control characters in a
+    cell, CR and LF above all: a line break in a name or an address ends up in an email header.
+    ``stream`` must be seekable: text that is not UTF-8 is located by reading it again.
     """
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ImportErrors(
-            [
-                RowError(
-                    row=line,
-                    column="",
-                    message=f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                    f"{exc.start}); save the file as CSV UTF-8",
-                )
-            ]
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # newline="": the csv module sees line ends untranslated (quoted fields may span lines).
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
     header: list[str] | None = None
-    records: list[tuple[int, dict[str, str | None]]] = []
-    errors: list[RowError] = []
     start = 1
     try:
         for record in reader:
@@ -310,33 +329,48 @@ def read_table(data: bytes, expected: Sequence[str]) -> list[tuple[int, dict[str
             if len(record) > len(header) and not any(c.strip() for c in record[len(header) :]):
                 record = record[: len(header)]
             if len(record) != len(header):
-                errors.append(
-                    RowError(
-                        row=line,
-                        column="",
-                        message=f"{len(record)} fields where the header has {len(header)}",
-                    )
+                yield RowError(
+                    row=line,
+                    column="",
+                    message=f"{len(record)} fields where the header has {len(header)}",
                 )
                 continue
             cells = dict(zip(header, (cell.strip() for cell in record), strict=True))
-            bad = [
-                RowError(row=line, column=c, message=_control(v))
-                for c, v in cells.items()
-                if _control(v)
-            ]
-            if bad:
-                errors.extend(bad)
-                continue
-            records.append((line, {c: v or None for c, v in cells.items()}))
+            bad = [(c, _control(v)) for c, v in cells.items() if _control(v)]
+            for column, message in bad:
+                yield RowError(row=line, column=column, message=message)
+            if not bad:
+                yield line, {c: v or None for c, v in cells.items()}
     except csv.Error as exc:
-        errors.append(RowError(row=reader.line_num, column="", message=f"malformed CSV: {exc}"))
+        yield RowError(row=reader.line_num, column="", message=f"malformed CSV: {exc}")
+        return
+    except UnicodeDecodeError:
+        yield _not_utf8(stream)
+        return
+    finally:
+        text.detach()  # the caller's stream stays open (a wrapper closes it when collected)
     if header is None:
-        errors.append(
-            RowError(row=1, column="", message=f"empty file; the header is: {','.join(expected)}")
-        )
-    if errors:
-        raise ImportErrors(errors)
-    return records
+        yield RowError(row=1, column="", message=f"empty file; the header is: {','.join(expected)}")
+
+
+def _not_utf8(stream: BinaryIO) -> RowError:
+    """Return where the first byte that is not UTF-8 is, reading ``stream`` again line by line
+    (a UTF-8 character never holds the byte of LF, so each line decodes on its own)."""
+    stream.seek(0)
+    offset = 0
+    for number, raw in enumerate(stream, 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return RowError(
+                row=number,
+                column="",
+                message=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                f"{offset + exc.start}); save the file as CSV UTF-8",
+            )
+        offset += len(raw)
+    # A character cut by the end of the file: the decoder saw it, line by line it is whole.
+    return RowError(row=1, column="", message="not UTF-8 text; save the file as CSV UTF-8")
 
 
 def _check_header(header: list[str], expected: Sequence[str], line: int) -> None:
@@ -396,8 +430,9 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _duplicates(keys: Sequence[tuple[int, str]]) -> list[RowError]:
-    first: dict[str, int] = {}
+def _duplicates(first: dict[str, int], keys: Sequence[tuple[int, str]]) -> list[RowError]:
+    """Return the rows of ``keys`` whose external id came before; ``first`` remembers the line
+    of each id seen so far in the file."""
     errors: list[RowError] = []
     for line, key in keys:
         if key in first:
@@ -414,7 +449,7 @@ def _duplicates(keys: Sequence[tuple[int, str]]) -> list[RowError]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Importing
+# Importing: a batch at a time, in the caller's transaction
 
 
 def import_csv(
@@ -433,68 +468,164 @@ def import_csv(
     what is stored (``begin_immediate``), so that a daemon writing meanwhile makes it wait rather
     than fail half-way. ``progress`` is called with the number of rows written so far.
     """
+    return _committed(
+        session,
+        now,
+        lambda: stage_csv(session, kind, path, now=now, actor=actor, progress=progress),
+    )
+
+
+def _committed(session: Session, now: datetime, stage: Callable[[], R]) -> R:
+    """Return ``stage()`` run in a new transaction of ``session``, committed; rolled back when
+    it raises. On SQLite the write lock is taken first (``begin_immediate``), so that a daemon
+    writing meanwhile makes an import wait rather than fail half-way."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime")
-    if kind not in KINDS:
-        raise ValueError(f"unknown import kind {kind!r}; known: {', '.join(KINDS)}")
-    data = path.read_bytes()
-    if kind == "grants":
-        grants, errors = parse_rows(read_table(data, columns(GrantRow)), GrantRow)
-        errors += _duplicates([(line, row.external_id) for line, row in grants])
-    else:
-        model = PERSON_ROWS[kind]
-        persons, errors = parse_rows(read_table(data, columns(model)), model)
-        errors += _duplicates([(line, row.external_id) for line, row in persons])
-        if errors:  # nothing more to learn from the database
-            raise ImportErrors(sorted(errors, key=lambda e: e.row))
     begin_immediate(session)
     try:
-        if kind == "grants":
-            report = _import_grants(session, grants, errors, now=now, progress=progress)
-        else:
-            report = _import_people(session, kind, persons, now=now, progress=progress)
-        people.add(
-            session,
-            EventLog(
-                at=now,
-                received_at=now,
-                actor=actor,
-                source=EventSource.IMPORT,
-                kind="import",
-                program=None,
-                person_id=None,
-                payload={
-                    "file": path.name,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "kind": kind,
-                    "created": report.created,
-                    "updated": report.updated,
-                    "unchanged": report.unchanged,
-                    "changes": report.changes[:AUDIT_CHANGES_MAX],
-                    "changes_omitted": max(0, len(report.changes) - AUDIT_CHANGES_MAX),
-                },
-            ),
-        )
+        result = stage()
         session.commit()
     except BaseException:
         session.rollback()
         raise
+    return result
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What an import did so far; change lines beyond what the audit row keeps are counted."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    changes: list[str] = field(default_factory=list)
+    more_changes: int = 0
+
+    def change(self, lines: Sequence[str]) -> None:
+        room = max(0, AUDIT_CHANGES_MAX - len(self.changes))
+        self.changes += lines[:room]
+        self.more_changes += max(0, len(lines) - room)
+
+    def report(self, kind: Kind) -> ImportReport:
+        return ImportReport(
+            kind=kind,
+            created=self.created,
+            updated=self.updated,
+            unchanged=self.rows - self.created - self.updated,
+            changes=self.changes,
+            more_changes=self.more_changes,
+        )
+
+
+def stage_csv(
+    session: Session,
+    kind: Kind,
+    path: Path,
+    *,
+    now: datetime,
+    actor: str,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Write the ``kind`` CSV at ``path`` and its audit row in ``session``'s transaction; the
+    caller commits, or rolls back on ``ImportErrors``.
+
+    The file is read as a stream, ``BATCH`` rows at a time: a batch is checked, its stored rows
+    looked up by external id, and it is written (flushed). Memory holds one batch, the external
+    ids seen (to refuse a duplicate) and the change lines the audit row keeps. From the first
+    bad row on nothing more is written but the rest is still checked, so that ``ImportErrors``
+    lists every problem; the caller's rollback undoes the batches already written.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown import kind {kind!r}; known: {', '.join(KINDS)}")
+    tally = _Tally()
+    errors: list[RowError] = []
+    first: dict[str, int] = {}
+    with path.open("rb") as stream:
+        if kind == "grants":
+            for grants, bad in _checked(stream, GrantRow, first):
+                employees = people.employee_ids(session, {row.employee_id for _, row in grants})
+                errors += bad + [
+                    RowError(
+                        row=line,
+                        column="employee_id",
+                        message=f"no employee {row.employee_id!r}; import the employees first",
+                    )
+                    for line, row in grants
+                    if row.employee_id not in employees
+                ]
+                if not errors:  # from the first error on, the rest is only checked
+                    _write_grants(session, grants, employees, tally)
+                    _progress(session, progress, tally)
+        else:
+            for persons, bad in _checked(stream, PERSON_ROWS[kind], first):
+                errors += bad
+                if not errors:
+                    _write_people(session, kind, persons, now, tally)
+                    _progress(session, progress, tally)
+        if errors:
+            raise ImportErrors(sorted(errors, key=lambda e: e.row))
+        stream.seek(0)
+        sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
+    report = tally.report(kind)
+    people.add(
+        session,
+        EventLog(
+            at=now,
+            received_at=now,
+            actor=actor,
+            source=EventSource.IMPORT,
+            kind="import",
+            program=None,
+            person_id=None,
+            payload={
+                "file": path.name,
+                "sha256": sha256,
+                "kind": kind,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "changes": report.changes,
+                "changes_omitted": report.more_changes,
+            },
+        ),
+    )
     return report
 
 
-def _import_people(
+def _checked(
+    stream: BinaryIO, model: type[K], first: dict[str, int]
+) -> Iterator[tuple[list[tuple[int, K]], list[RowError]]]:
+    """Yield the rows of ``stream`` by batches of ``BATCH``: the valid ones, and the errors."""
+    for batch in _batches(scan(stream, columns(model)), BATCH):
+        rows, errors = _parsed(batch, model)
+        errors += _duplicates(first, [(line, row.external_id) for line, row in rows])
+        yield rows, errors
+
+
+def _parsed(
+    batch: Sequence[Record | RowError], model: type[M]
+) -> tuple[list[tuple[int, M]], list[RowError]]:
+    """Return the rows of ``batch`` that ``model`` accepts, and every error of the batch."""
+    rows, errors = parse_rows([r for r in batch if not isinstance(r, RowError)], model)
+    return rows, [r for r in batch if isinstance(r, RowError)] + errors
+
+
+def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def _write_people(
     session: Session,
     kind: Kind,
     rows: Sequence[tuple[int, PersonRow]],
-    *,
     now: datetime,
-    progress: Callable[[int], None] | None,
-) -> ImportReport:
+    tally: _Tally,
+) -> None:
     person_kind = PERSON_KINDS[kind]
-    stored = people.of_kind(session, person_kind)
-    created = updated = 0
-    changes: list[str] = []
-    for done, (_line, row) in enumerate(rows, 1):
+    stored = people.of_kind(session, person_kind, [row.external_id for _, row in rows])
+    for _line, row in rows:
+        tally.rows += 1
         values = row.values()
         if values.get("termination_date", "") is None:
             # A termination is recorded as an event (``jobs.record``), which sets this
@@ -511,51 +642,26 @@ def _import_people(
                 **values,
             )
             people.add(session, person)
-            stored[row.external_id] = person  # (duplicates were refused above)
-            created += 1
+            tally.created += 1
         else:
             diff = _diff(person, values)
             if diff:
                 for column, (_old, new) in diff.items():
                     setattr(person, column, new)
                 person.updated_at = now
-                updated += 1
-                changes += _describe(f"{person_kind}:{row.external_id}", diff)
-        _progress(session, progress, done, len(rows))
-    return ImportReport(
-        kind=kind,
-        created=created,
-        updated=updated,
-        unchanged=len(rows) - created - updated,
-        changes=changes,
-    )
+                tally.updated += 1
+                tally.change(_describe(f"{person_kind}:{row.external_id}", diff))
 
 
-def _import_grants(
+def _write_grants(
     session: Session,
     rows: Sequence[tuple[int, GrantRow]],
-    errors: list[RowError],
-    *,
-    now: datetime,
-    progress: Callable[[int], None] | None,
-) -> ImportReport:
-    employees = people.employee_ids(session)
-    errors = errors + [
-        RowError(
-            row=line,
-            column="employee_id",
-            message=f"no employee {row.employee_id!r}; import the employees first",
-        )
-        for line, row in rows
-        if row.employee_id not in employees
-    ]
-    if errors:
-        raise ImportErrors(sorted(errors, key=lambda e: e.row))
-    external = {id_: ext for ext, id_ in employees.items()}
-    stored = people.grants(session)
-    created = updated = 0
-    changes: list[str] = []
-    for done, (_line, row) in enumerate(rows, 1):
+    employees: Mapping[str, int],
+    tally: _Tally,
+) -> None:
+    stored = people.grants(session, [row.external_id for _, row in rows])
+    for _line, row in rows:
+        tally.rows += 1
         values: dict[str, Any] = {
             "person_id": employees[row.employee_id],
             "grant_date": row.grant_date,
@@ -566,25 +672,18 @@ def _import_grants(
         grant = stored.get(row.external_id)
         if grant is None:
             people.add(session, OptionGrant(external_id=row.external_id, **values))
-            created += 1
+            tally.created += 1
         else:
             diff = _diff(grant, values)
             if diff:
                 for column, (_old, new) in diff.items():
                     setattr(grant, column, new)
-                updated += 1
+                tally.updated += 1
                 if "person_id" in diff:  # say which employee, not which database id
                     old, new = diff.pop("person_id")
-                    diff = {"employee_id": (external.get(old, old), row.employee_id), **diff}
-                changes += _describe(f"grant:{row.external_id}", diff)
-        _progress(session, progress, done, len(rows))
-    return ImportReport(
-        kind="grants",
-        created=created,
-        updated=updated,
-        unchanged=len(rows) - created - updated,
-        changes=changes,
-    )
+                    was = people.external_ids(session, [old]).get(old, old)
+                    diff = {"employee_id": (was, row.employee_id), **diff}
+                tally.change(_describe(f"grant:{row.external_id}", diff))
 
 
 def _diff(obj: object, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -612,12 +711,12 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _progress(
-    session: Session, progress: Callable[[int], None] | None, done: int, total: int
-) -> None:
-    if progress is not None and (done % _FLUSH_EVERY == 0 or done == total):
-        people.flush(session)  # so that the bar follows the database work, not the loop
-        progress(done)
+def _progress(session: Session, progress: Callable[[int], None] | None, tally: _Tally) -> None:
+    # Flushed batch by batch whatever the bar: memory holds one batch of changes, and the bar
+    # follows the database work, not the loop.
+    people.flush(session)
+    if progress is not None:
+        progress(tally.rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,62 +777,152 @@ def load_scenario(
     now: datetime,
     actor: str,
 ) -> ScenarioReport:
-    """Record the events of ``path`` (``at,kind,program,person,payload``) in one transaction.
+    """Record the events of ``path`` in one transaction, committed here (see
+    ``stage_scenario``); ``session`` must have no transaction in progress."""
+    return _committed(
+        session,
+        now,
+        lambda: stage_scenario(session, path, programs=programs, now=now, actor=actor),
+    )
+
+
+def stage_scenario(
+    session: Session,
+    path: Path,
+    *,
+    programs: Mapping[str, Program],
+    now: datetime,
+    actor: str,
+) -> ScenarioReport:
+    """Record the events of ``path`` (``at,kind,program,person,payload``) in ``session``'s
+    transaction; the caller commits, or rolls back on ``ImportErrors``.
 
     A scenario is history: each row is recorded as of its own date, a backfill (flagged in the
     event log, its receipt time ``now``). It goes through ``jobs.record.record``, so it obeys
     every rule an API call does, judged at that date (no election dated after the cutoff, no
     withdrawal without an election). A row whose event (kind, program, person, at) is
     already in the event log is skipped, which makes loading the same file twice a no-op.
-    All or nothing: any bad row raises ``ImportErrors``.
+    All or nothing: any bad row raises ``ImportErrors``, with every malformed row, or when
+    there is none every row the rules refused.
 
+    Streamed: the rows must come in date order (a fact is checked against the earlier ones,
+    and sorting would need the whole file); a row dated before the one above it is refused.
     Rows dated after ``now`` are left out (and counted): with ``tickler --now 2017-02-01…`` the
     demo shows the world as it stood that day, and a later run records the rest.
     """
-    rows, errors = parse_rows(read_table(path.read_bytes(), columns(ScenarioRow)), ScenarioRow)
-    if errors:
-        raise ImportErrors(errors)
-    rows.sort(key=lambda item: (item[1].at, item[0]))  # facts are checked against earlier ones
+    malformed: list[RowError] = []
+    refused: list[RowError] = []
     recorded: dict[str, int] = {}
     skipped = later = 0
-    begin_immediate(session)
-    try:
-        for line, row in rows:
-            if row.at > now:
-                later += 1
-                continue
-            try:
-                person_id = find_person(session, row.person).id if row.person else None
-                if _recorded(session, row, person_id):
-                    skipped += 1
+    last: tuple[int, datetime] | None = None
+    with path.open("rb") as stream:
+        for batch in _batches(scan(stream, columns(ScenarioRow)), BATCH):
+            rows, errors = _parsed(batch, ScenarioRow)
+            malformed += errors
+            for line, row in rows:
+                if last is not None and row.at < last[1]:
+                    malformed.append(
+                        RowError(
+                            row=line,
+                            column="at",
+                            message=f"dated before line {last[0]} ({last[1].isoformat()}): "
+                            "facts are recorded in date order, sort the file by at",
+                        )
+                    )
+                last = (line, row.at)
+                if malformed:  # from the first malformed row on, the rest is only checked
                     continue
-                record(
-                    session,
-                    kind=row.kind,
-                    program=row.program,
-                    person=row.person,
-                    at=row.at,
-                    actor=actor,
-                    source=EventSource.IMPORT,
-                    payload=row.payload,
-                    programs=programs,
-                    now=now,
-                    may_backfill=True,
-                )
-            except RecordError as exc:
-                errors.append(RowError(row=line, column="", message=f"{row.kind}: {exc.message}"))
-                continue
-            recorded[row.kind] = recorded.get(row.kind, 0) + 1
-        if errors:
-            raise ImportErrors(sorted(errors, key=lambda e: e.row))
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+                if row.at > now:
+                    later += 1
+                    continue
+                try:
+                    if _record_once(session, row, programs=programs, now=now, actor=actor):
+                        recorded[row.kind] = recorded.get(row.kind, 0) + 1
+                    else:
+                        skipped += 1
+                except RecordError as exc:
+                    refused.append(
+                        RowError(row=line, column="", message=f"{row.kind}: {exc.message}")
+                    )
+    if malformed or refused:
+        raise ImportErrors(sorted(malformed or refused, key=lambda e: e.row))
     return ScenarioReport(recorded=recorded, skipped=skipped, later=later)
 
 
-def _recorded(session: Session, row: ScenarioRow, person_id: int | None) -> bool:
-    return people.event_exists(
+def _record_once(
+    session: Session,
+    row: ScenarioRow,
+    *,
+    programs: Mapping[str, Program],
+    now: datetime,
+    actor: str,
+) -> bool:
+    """Record ``row`` unless the event log already holds it; tell whether it was recorded."""
+    person_id = find_person(session, row.person).id if row.person else None
+    if people.event_exists(
         session, kind=row.kind, program=row.program, person_id=person_id, at=row.at
+    ):
+        return False
+    record(
+        session,
+        kind=row.kind,
+        program=row.program,
+        person=row.person,
+        at=row.at,
+        actor=actor,
+        source=EventSource.IMPORT,
+        payload=row.payload,
+        programs=programs,
+        now=now,
+        may_backfill=True,
     )
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that belong together
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportAllReport:
+    files: list[ImportReport]
+    events: ScenarioReport | None
+
+
+def import_all(
+    session: Session,
+    files: Sequence[tuple[Kind, Path]],
+    *,
+    scenario: Path | None,
+    programs: Mapping[str, Program],
+    now: datetime,
+    actor: str,
+) -> ImportAllReport:
+    """Import ``files`` in their order, then record the events of ``scenario``, in ONE
+    transaction, committed here; ``session`` must have no transaction in progress.
+
+    Why one: a daemon plans whatever is committed. With people committed before the facts
+    about them (the demo's employees before their elections), it would plan and queue what
+    those facts cancel a moment later, and its counts would depend on the timing. One
+    transaction makes them visible together (on SQLite it also holds the write lock
+    throughout, so the daemon's writes wait; the demo takes a second or two). Any bad row,
+    in the last file too, raises ``ImportErrors`` naming its file and leaves the database as
+    it was.
+    """
+
+    def stage() -> ImportAllReport:
+        reports: list[ImportReport] = []
+        events: ScenarioReport | None = None
+        for kind, path in files:
+            try:
+                reports.append(stage_csv(session, kind, path, now=now, actor=actor))
+            except ImportErrors as exc:
+                raise ImportErrors(exc.errors, path) from None
+        if scenario is not None:
+            try:
+                events = stage_scenario(session, scenario, programs=programs, now=now, actor=actor)
+            except ImportErrors as exc:
+                raise ImportErrors(exc.errors, scenario) from None
+        return ImportAllReport(files=reports, events=events)
+
+    return _committed(session, now, stage)

@@ -5,6 +5,7 @@ Every function runs in the caller's session and transaction and never commits.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select
@@ -20,22 +21,35 @@ def find(session: Session, kind: PersonKind, external_id: str) -> Person | None:
     )
 
 
-def of_kind(session: Session, kind: PersonKind) -> dict[str, Person]:
-    """Return every person of ``kind`` by external id."""
-    return {p.external_id: p for p in session.scalars(select(Person).where(Person.kind == kind))}
+def of_kind(session: Session, kind: PersonKind, external_ids: Collection[str]) -> dict[str, Person]:
+    """Return the people of ``kind`` among ``external_ids`` (a batch of an import), by external
+    id."""
+    rows = session.scalars(
+        select(Person).where(Person.kind == kind, Person.external_id.in_(external_ids))
+    )
+    return {p.external_id: p for p in rows}
 
 
-def employee_ids(session: Session) -> dict[str, int]:
-    """Return every employee's database id by external id."""
+def employee_ids(session: Session, external_ids: Collection[str]) -> dict[str, int]:
+    """Return the database ids of the employees among ``external_ids``, by external id."""
     rows = session.execute(
-        select(Person.external_id, Person.id).where(Person.kind == PersonKind.EMPLOYEE)
+        select(Person.external_id, Person.id).where(
+            Person.kind == PersonKind.EMPLOYEE, Person.external_id.in_(external_ids)
+        )
     )
     return {external_id: id_ for external_id, id_ in rows}
 
 
-def grants(session: Session) -> dict[str, OptionGrant]:
-    """Return every option grant by external id."""
-    return {g.external_id: g for g in session.scalars(select(OptionGrant))}
+def external_ids(session: Session, ids: Collection[int]) -> dict[int, str]:
+    """Return the external ids of the people ``ids``, by database id."""
+    rows = session.execute(select(Person.id, Person.external_id).where(Person.id.in_(ids)))
+    return {id_: external_id for id_, external_id in rows}
+
+
+def grants(session: Session, external_ids: Collection[str]) -> dict[str, OptionGrant]:
+    """Return the option grants among ``external_ids``, by external id."""
+    rows = session.scalars(select(OptionGrant).where(OptionGrant.external_id.in_(external_ids)))
+    return {g.external_id: g for g in rows}
 
 
 def add(session: Session, row: Base) -> None:

@@ -53,19 +53,17 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
     listed), equal ones left alone, so importing a file twice is harmless. A file with any
     error changes nothing; every error is printed as FILE:LINE: COLUMN: what is wrong.
     """
-    from jobs.imports import DEMO_FILES, DEMO_SCENARIO, ImportErrors, demo_dir, load_scenario
+    from jobs.imports import DEMO_FILES, DEMO_SCENARIO, ImportErrors, demo_dir, import_all
     from jobs.storage.db import make_engine, session_factory, upgrade
 
     if kind == "demo":
         if file is not None:
             fail("tickler import demo takes no FILE")
-        jobs = [(k, demo_dir() / name) for k, name in DEMO_FILES]
     else:
         if file is None:
             fail(f"tickler import {kind} needs a FILE.csv")
         if not file.is_file():
             fail(f"{file}: no such file")
-        jobs = [(cast("Kind", kind), file)]
     programs = {p.id: p for p in obj.programs()} if kind == "demo" else {}
 
     url = obj.settings.database_url
@@ -73,23 +71,30 @@ def import_command(obj: Context, kind: str, file: Path | None, actor: str) -> No
     engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
-            for job_kind, path in jobs:
+            if file is not None:
                 try:
-                    report = _import_one(session, job_kind, path, obj=obj, actor=actor)
+                    report = _import_one(session, cast("Kind", kind), file, obj=obj, actor=actor)
                 except ImportErrors as exc:
-                    fail(*(f"{path}:{e}" for e in exc.errors))
+                    fail(*(f"{file}:{e}" for e in exc.errors))
                 except OSError as exc:  # unreadable: a directory, no permission
-                    fail(f"{path}: {exc.strerror or exc}")
+                    fail(f"{file}: {exc.strerror or exc}")
                 _print_report(report)
-            if kind == "demo":
-                scenario = demo_dir() / DEMO_SCENARIO
-                try:
-                    events = load_scenario(
-                        session, scenario, programs=programs, now=obj.now, actor=actor
-                    )
-                except ImportErrors as exc:
-                    fail(*(f"{scenario}:{e}" for e in exc.errors))
-                click.echo(shown(events))
+                return
+            # The demo's files in one transaction: a daemon sees its people with their facts.
+            try:
+                done = import_all(
+                    session,
+                    [(k, demo_dir() / name) for k, name in DEMO_FILES],
+                    scenario=demo_dir() / DEMO_SCENARIO,
+                    programs=programs,
+                    now=obj.now,
+                    actor=actor,
+                )
+            except ImportErrors as exc:
+                fail(*(f"{exc.path}:{e}" for e in exc.errors))
+            for report in done.files:
+                _print_report(report)
+            click.echo(shown(done.events))
     finally:
         engine.dispose()
 
@@ -135,5 +140,6 @@ def _print_report(report: ImportReport) -> None:
     click.echo(shown(report))
     for change in report.changes[:CHANGES_SHOWN]:
         click.echo(f"  {shown(change)}")
-    if len(report.changes) > CHANGES_SHOWN:
-        click.echo(f"  … and {len(report.changes) - CHANGES_SHOWN} more changes")
+    more = len(report.changes) + report.more_changes - CHANGES_SHOWN
+    if more > 0:
+        click.echo(f"  … and {more} more changes")
