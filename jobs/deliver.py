@@ -7,6 +7,10 @@ message the server had already accepted, and few of them (the same Message-ID go
 A temporary failure (4xx, connection error, timeout) is retried with exponential backoff and
 jitter; a permanent one (5xx, refused recipient, broken template) is recorded as failed.
 A row whose purpose has passed (``expires_at``) is recorded as skipped, never sent late.
+
+Escalations go out combined (``calendars.escalations`` says why): the due rows of one
+recipient, program and day are claimed together, sent as one email, and their outcomes recorded
+in one commit, the email's bytes kept once.
 """
 
 from __future__ import annotations
@@ -16,12 +20,19 @@ import contextlib
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+from calendars.escalations import (
+    COMBINED_JOBS,
+    combined_context,
+    group_key,
+    group_message_id,
+)
 from calendars.events import Audience, Event, EventKind, event_from_dict
 from calendars.ical import FeedItem, render_invitation
 from calendars.notices import Notice
@@ -110,8 +121,17 @@ def backoff_delay(
     return half + half * rand()
 
 
-def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) -> OutgoingMessage:
-    """Render a claimed message into an email (with a calendar invitation for meetings)."""
+def compose(
+    message: Notice,
+    context: dict[str, Any],
+    options: DeliveryOptions,
+    *,
+    message_id: str | None = None,
+) -> OutgoingMessage:
+    """Render a claimed message into an email (with a calendar invitation for meetings).
+
+    ``message_id`` replaces the row's own (a combined escalation's, derived from its group).
+    """
     contact = options.contacts.get(message.program)
     context = {
         "timezone": options.zones.get(message.program, options.timezone),
@@ -125,7 +145,7 @@ def compose(message: Notice, context: dict[str, Any], options: DeliveryOptions) 
     if message.job in ("presentation_invitation", "presentation_cancellation"):
         calendar = _invitation(message, context, options.sender)
     return OutgoingMessage(
-        message_id=message.message_id,
+        message_id=message_id or message.message_id,
         sender=options.sender,
         to=(message.recipient,),
         subject=rendered.subject,
@@ -235,7 +255,7 @@ async def deliver_due(
     # SQLite's write lock in its busy handler (which sleeps in milliseconds).
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickler-deliver")
     recorder = _Recorder(factory, writer, options.unrecorded, observe)
-    queue: asyncio.Queue[tuple[outbox.ClaimedMessage, datetime] | None]
+    queue: asyncio.Queue[tuple[list[outbox.ClaimedMessage], datetime] | None]
     queue = asyncio.Queue(maxsize=options.concurrency)
     loop = asyncio.get_running_loop()
     if limiter is not None and not limiter.limited:
@@ -257,8 +277,8 @@ async def deliver_due(
                 break
             if not claimed:
                 break
-            for message in claimed:
-                await queue.put((message, at))
+            for bundle in _bundles(claimed):
+                await queue.put((bundle, at))
             if clock is not None:
                 at = clock()
         for _ in range(options.concurrency):
@@ -266,7 +286,8 @@ async def deliver_due(
 
     async def work() -> None:
         while (item := await queue.get()) is not None:
-            message, at = item
+            bundle, at = item
+            message = bundle[0]  # a bundle's rows share one claim, so one lease
             await recorder.room()
             if recorder.failure is not None:
                 continue  # left claimed: its lease runs out and the reaper gives it back
@@ -280,12 +301,13 @@ async def deliver_due(
                 # Stopping: only the sends on the wire are finished. Or most of its lease went
                 # by waiting for a worker, and another replica may reap it while it is on the
                 # wire and send it again. Give it back unsent, pending at once.
-                release = partial(outbox.release, id=message.id, lease=message.lease, now=current)
-                recorder.record(_Outcome("released", release))
+                for row in bundle:
+                    release = partial(outbox.release, id=row.id, lease=row.lease, now=current)
+                    recorder.record(_Outcome("released", release))
                 continue
-            recorder.record(
-                await _deliver_one(factory, transport, options, message, now=at, clock=clock)
-            )
+            # Recorded without an await in between: a bundle's outcomes share one commit.
+            for outcome in await _deliver(factory, transport, options, bundle, at, clock):
+                recorder.record(outcome)
 
     tasks = [
         asyncio.create_task(feed()),
@@ -312,7 +334,31 @@ def _claim(
     factory: SessionFactory, options: DeliveryOptions, owner: str, now: datetime, limit: int
 ) -> list[outbox.ClaimedMessage]:
     with factory.begin() as session:
-        return outbox.claim_due(session, now=now, owner=owner, lease=options.lease, limit=limit)
+        return outbox.claim_due(
+            session,
+            now=now,
+            owner=owner,
+            lease=options.lease,
+            limit=limit,
+            combine=COMBINED_JOBS,
+        )
+
+
+def _bundles(claimed: list[outbox.ClaimedMessage]) -> list[list[outbox.ClaimedMessage]]:
+    """Return the claimed rows as what goes out: one row alone, or a combined group's rows
+    together (in due order, each bundle where its first row was)."""
+    out: list[list[outbox.ClaimedMessage]] = []
+    groups: dict[tuple[str, ...], list[outbox.ClaimedMessage]] = {}
+    for message in claimed:
+        key = group_key(message.notice)
+        if key is None:
+            out.append([message])
+        elif key in groups:
+            groups[key].append(message)
+        else:
+            groups[key] = [message]
+            out.append(groups[key])
+    return out
 
 
 async def _wait_turn(limiter: Limiter, recipient: str, stop: asyncio.Event | None) -> None:
@@ -358,6 +404,10 @@ class _Outcome:
     email: OutgoingMessage | None = None
     linesep: str = "\r\n"
     data: bytes | None = None
+    # A row sent inside a combined email whose bytes another row of the same claim keeps:
+    # that email's Message-ID (its evidence points there instead of repeating the bytes).
+    same_as: str = ""
+    retry_at: datetime | None = None  # a retried outcome's next attempt
 
 
 class _Recorder:
@@ -486,7 +536,9 @@ def _commit(factory: SessionFactory, group: list[_Outcome]) -> list[bool]:
         marked: set[int] = set()
         for (lease, at), ids in sent.items():
             marked |= outbox.mark_sent_many(session, ids, lease, at)
-        evidence.record(session, [_evidence(o) for o in group if o.id in marked and o.email])
+        evidence.record(
+            session, [_evidence(o) for o in group if o.id in marked and (o.email or o.same_as)]
+        )
         return [
             outcome.mark(session) if outcome.mark is not None else outcome.id in marked
             for outcome in group
@@ -494,7 +546,17 @@ def _commit(factory: SessionFactory, group: list[_Outcome]) -> list[bool]:
 
 
 def _evidence(outcome: _Outcome) -> evidence.Sent:
-    assert outcome.email is not None and outcome.at is not None
+    assert outcome.at is not None
+    if outcome.same_as:
+        return evidence.Sent(
+            outbox_id=outcome.id,
+            message_id=outcome.same_as,
+            sent_at=outcome.when or outcome.at,
+            code=outcome.code,
+            reply=outcome.detail,
+            data=b"",
+        )
+    assert outcome.email is not None
     return evidence.Sent(
         outbox_id=outcome.id,
         message_id=outcome.email.message_id,
@@ -509,6 +571,79 @@ def _evidence(outcome: _Outcome) -> evidence.Sent:
     )
 
 
+async def _deliver(
+    factory: SessionFactory,
+    transport: Transport,
+    options: DeliveryOptions,
+    bundle: list[outbox.ClaimedMessage],
+    now: datetime,
+    clock: Callable[[], datetime] | None,
+) -> list[_Outcome]:
+    """Send one claimed row, or a combined group's rows as one email; return the outcomes."""
+    if len(bundle) == 1 and bundle[0].notice.job not in COMBINED_JOBS:
+        return [await _deliver_one(factory, transport, options, bundle[0], now=now, clock=clock)]
+    outcomes: list[_Outcome] = []
+    live: list[outbox.ClaimedMessage] = []
+    for message in bundle:
+        if now >= message.notice.expires:  # left out, and recorded skipped as a lone row is
+            outcomes.append(await _deliver_one(factory, transport, options, message, now=now))
+        else:
+            live.append(message)
+    if not live:
+        return outcomes
+    first = live[0]
+    key = group_key(first.notice)
+    assert key is not None
+    zone = ZoneInfo(options.zones.get(first.notice.program, options.timezone))
+    # Sent as the first row, its outcome applied to every row of the group.
+    combined = outbox.ClaimedMessage(
+        id=first.id,
+        notice=first.notice,
+        attempts=max(m.attempts for m in live),
+        lease_owner=first.lease_owner,
+        lease_until=first.lease_until,
+    )
+    context = combined_context([m.notice for m in live], zone)
+    sent = await _deliver_one(
+        factory,
+        transport,
+        options,
+        combined,
+        now=now,
+        clock=clock,
+        context=context,
+        # On the domain its rows' Message-IDs are on.
+        message_id=group_message_id(key, first.notice.message_id.rpartition("@")[2]),
+    )
+    outcomes.append(replace(sent, message=first))
+    for mate in live[1:]:
+        if sent.kind == "sent":
+            assert sent.email is not None
+            outcomes.append(
+                replace(
+                    sent,
+                    id=mate.id,
+                    message=mate,
+                    email=None,
+                    data=None,
+                    same_as=sent.email.message_id,
+                )
+            )
+        else:  # retried, failed: each row the same way, so the group stays together
+            outcomes.append(replace(sent, mark=_same_mark(sent, mate, now), message=mate))
+    return outcomes
+
+
+def _same_mark(outcome: _Outcome, row: outbox.ClaimedMessage, now: datetime) -> Mark:
+    """Return ``outcome``'s mark (retried or failed) applied to ``row`` instead."""
+    mid, lease = row.id, row.lease
+    detail, code, retry_at = outcome.detail, outcome.code, outcome.retry_at
+    if outcome.kind == "retried":
+        assert retry_at is not None
+        return lambda s: outbox.mark_retry(s, mid, lease, retry_at, code, detail, now)
+    return lambda s: outbox.mark_failed(s, mid, lease, code, detail, now)
+
+
 async def _deliver_one(
     factory: SessionFactory,
     transport: Transport,
@@ -517,6 +652,8 @@ async def _deliver_one(
     *,
     now: datetime,
     clock: Callable[[], datetime] | None = None,
+    context: dict[str, Any] | None = None,
+    message_id: str | None = None,
 ) -> _Outcome:
     mid, lease, notice = message.id, message.lease, message.notice
     seen = partial(_Outcome, message=message, when=now)
@@ -526,7 +663,7 @@ async def _deliver_one(
             "skipped", lambda s: outbox.mark_skipped(s, mid, lease, reason, now), detail=reason
         )
     try:
-        context = dict(notice.context)
+        context = dict(notice.context) if context is None else context
         if notice.job == "digest":
             digest = await asyncio.to_thread(_digest, factory, context, now)
             if digest is None:
@@ -536,7 +673,7 @@ async def _deliver_one(
                     detail="nothing to report",
                 )
             context = digest
-        email = compose(notice, context, options)
+        email = compose(notice, context, options, message_id=message_id)
     except (TemplateError, ValueError, KeyError) as exc:
         error = f"cannot compose: {exc}"
         return seen(
@@ -566,6 +703,7 @@ async def _deliver_one(
             "retried",
             lambda s: outbox.mark_retry(s, mid, lease, retry_at, result.code, detail, now),
             detail=detail,
+            retry_at=retry_at,
         )
     detail = (
         result.detail

@@ -3,6 +3,10 @@
 The delivery job records a sent message's bytes in the transaction that marks it ``sent``
 (``record``), one executemany INSERT per group of outcomes, so keeping the evidence costs the
 hot path one statement per commit and the compression, which runs on the writer thread.
+
+A combined email (the escalations of one recipient and day) is kept once: the row it was sent
+as holds the bytes, and each other row of the email has a row here with the same Message-ID
+and no bytes (an empty ``body``), which ``load`` follows to the bytes.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Sent:
     sent_at: datetime
     code: int | None
     reply: str
+    #: Empty: a row of a combined email, whose bytes the row of the same Message-ID keeps.
     data: bytes
 
 
@@ -55,7 +60,7 @@ def record(session: Session, sent: Sequence[Sent]) -> None:
             "code": s.code,
             "reply": s.reply,
             "size": len(s.data),
-            "body": zlib.compress(s.data, LEVEL),
+            "body": zlib.compress(s.data, LEVEL) if s.data else b"",
         }
         for s in sent
     ]
@@ -67,13 +72,24 @@ def load(session: Session, outbox_id: int) -> Sent | None:
     row = session.get(SentMessage, outbox_id)
     if row is None:
         return None
+    if not row.body:  # a row of a combined email: the bytes are kept once, with another row
+        kept = session.scalar(
+            select(SENT.c.body)
+            .where(SENT.c.message_id == row.message_id, SENT.c.body != b"")
+            .limit(1)
+        )
+        if kept is None:
+            return None
+        row_body = kept
+    else:
+        row_body = row.body
     return Sent(
         outbox_id=row.outbox_id,
         message_id=row.message_id,
         sent_at=row.sent_at,
         code=row.code,
         reply=row.reply,
-        data=zlib.decompress(row.body),
+        data=zlib.decompress(row_body),
     )
 
 

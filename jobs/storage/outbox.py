@@ -338,7 +338,13 @@ def cancel_pending_except(
 
 
 def claim_due(
-    session: Session, *, now: datetime, owner: str, lease: timedelta, limit: int
+    session: Session,
+    *,
+    now: datetime,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    combine: AbstractSet[str] = frozenset(),
 ) -> list[ClaimedMessage]:
     """Lease up to ``limit`` due messages to ``owner``; return them, earliest due first.
 
@@ -351,6 +357,12 @@ def claim_due(
     SQLite: BEGIN IMMEDIATE first (the write lock serialises claimers; SQLAlchemy would drop
     ``skip_locked`` silently), so the SELECT and the UPDATE see the same rows. On both, the
     UPDATE re-checks ``state='pending'``: only rows it actually changed are returned.
+
+    ``combine`` names the jobs whose rows go out as one email per (program, job, recipient,
+    due instant) (``calendars.escalations``): a claimed row of one of them brings every due
+    pending row of its group into the same claim, beyond ``limit``, so that no part of a group
+    is left for a later batch, which would send a second email. (Two replicas claiming at the
+    same instant may still split a group between them: two emails, each row sent once.)
 
     The caller commits at once and only then sends; until that commit the lease protects
     nothing, and on SQLite every other writer is waiting.
@@ -375,19 +387,31 @@ def claim_due(
     ids = list(session.scalars(due))
     if not ids:
         return []
-    stmt = (
-        update(OUTBOX)
-        .where(_c.id.in_(ids), _c.state == OutboxState.PENDING)
-        .values(
-            state=OutboxState.CLAIMED,
-            lease_owner=owner,
-            lease_until=now + lease,
-            attempts=_c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(*_CLAIMED_COLUMNS)
+    # One claim: the same owner and lease instant on every row it takes (``Lease``).
+    take = update(OUTBOX).values(
+        state=OutboxState.CLAIMED,
+        lease_owner=owner,
+        lease_until=now + lease,
+        attempts=_c.attempts + 1,
+        updated_at=now,
     )
-    claimed = [_claimed(row) for row in session.execute(stmt)]
+    stmt = take.where(_c.id.in_(ids), _c.state == OutboxState.PENDING)
+    claimed = [_claimed(row) for row in session.execute(stmt.returning(*_CLAIMED_COLUMNS))]
+    groups = {
+        (m.notice.program, m.notice.job, m.notice.recipient, m.notice.due)
+        for m in claimed
+        if m.notice.job in combine
+    }
+    for program, job, recipient, due_at in sorted(groups):
+        mates = take.where(
+            _c.program == program,
+            _c.job == job,
+            _c.recipient == recipient,
+            _c.due_at == due_at,
+            _c.state == OutboxState.PENDING,
+            _c.next_attempt_at <= now,
+        )
+        claimed += [_claimed(row) for row in session.execute(mates.returning(*_CLAIMED_COLUMNS))]
     claimed.sort(key=lambda m: (m.notice.due, m.id))  # RETURNING has no order
     return claimed
 

@@ -78,6 +78,21 @@ CONTEXT = {
     "programs": [{"program": "fcpa", "states": {"pending": 3}}],
     "overdue": [],
     "failed": [],
+    # A combined escalation's people (``calendars.escalations``), of either program.
+    "escalated": [
+        {
+            "person": "Pat Quinn",
+            "person_email": "pat@example.com",
+            "role": "employee",
+            "due": "2017-01-31",
+            "supplier": "Acme",
+            "supplier_email": "a@example.com",
+            "supplier_id": "S001",
+            "response_due": "2017-02-10",
+            "follow_ups": 3,
+            "overdue_days": 28,
+        }
+    ],
 }
 
 
