@@ -152,6 +152,12 @@ def message(**changes: object) -> Message:
             "451 try later",
         ),
         ({"last_code": None, "last_error": None}, True, False, "-"),
+        (
+            {"state": "pending", "last_error": "retry by user:alice"},
+            False,
+            True,
+            "retry by user:alice",
+        ),
     ],
 )
 def test_a_delivery_row_says_what_went_wrong_and_what_may_be_done(

@@ -44,8 +44,10 @@ log = logging.getLogger("tickler")
 PAGE = 50
 ACTIONS = ("retry", "cancel", "resend", "address")
 REASON_MAX = 500
+#: How ``jobs.storage.messages`` notes an operator's retry or cancel in ``last_error``.
+OPERATOR_NOTES = ("retry by ", "cancelled by ")
 DONE = {
-    "retry": "Retried: the message is pending and goes out at the next delivery.",
+    "retry": "Retried: the message went back in the queue.",
     "cancel": "Cancelled: the message will not be sent.",
     "resend": "Resent: a copy is queued (listed below under resends).",
     "address": "Address corrected: messages still pending go to the new address; retry a "
@@ -105,6 +107,8 @@ def _zone(programs: Mapping[str, Program], program: str) -> ZoneInfo:
 def row(m: store.Message, programs: Mapping[str, Program], now: datetime) -> Row:
     """Return the list's view of ``m``: its due time in its program's zone, what may be done."""
     reply = f"{m.last_code or ''} {m.last_error or ''}".strip()
+    if (m.last_error or "").startswith(OPERATOR_NOTES):
+        reply = m.last_error or ""  # an operator's note, not the server's: no reply code
     expired = m.expires_at is not None and m.expires_at <= now
     return Row(
         id=m.id,
