@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +20,11 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
+from sqlalchemy import update
 
 from jobs.export import COLUMNS, STAT_COLUMNS
-from jobs.storage.db import OutboxMessage, OutboxState
+from jobs.storage.db import OutboxMessage, OutboxState, begin_write
+from scheduler.web.dashboard import deliveries
 from tests.dashboard_desk import CMRT, FIXED, GONE, Desk, csrf, opened
 from tests.world import OFFER
 
@@ -238,3 +241,38 @@ def test_the_calendar_shows_the_next_90_days_as_the_feeds_do(desk: Desk) -> None
     offer = text[text.index("Stock Option Exchange") :]
     assert "Monday 20 January 2003" in offer
     assert "9:00 PM PST" in offer and "Election cutoff (elections and withdrawals close)" in offer
+
+
+def test_deliveries_page_by_due_then_id_and_list_the_retrying(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliveries, "PAGE", 2)
+    sent = [m.id for m in desk.rows(OutboxState.SENT)]
+    retrying, *rest = sent
+    with begin_write(desk.service.factory) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(rest))
+            .values(state=OutboxState.FAILED, last_code=554, last_error="5.7.1 rejected")
+        )
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == retrying)
+            .values(state=OutboxState.PENDING, attempts=2, last_code=451, last_error="try later")
+        )
+    expected = sorted(desk.rows(OutboxState.FAILED), key=lambda m: (m.due_at, m.id), reverse=True)
+    assert len(expected) > 4
+    link = re.compile(r'href="(/dashboard/deliveries\?[^"]*before=[^"]+)"')
+    seen: list[int] = []
+    with desk.client("alice") as operator:
+        page = operator.get("/dashboard/deliveries")
+        while True:
+            seen += [int(i) for i in re.findall(r'<a href="/dashboard/messages/(\d+)">', page.text)]
+            found = link.search(page.text)
+            if found is None:
+                break
+            page = operator.get(found.group(1).replace("&amp;", "&"))
+        assert seen == [m.id for m in expected]
+        waiting = operator.get("/dashboard/deliveries?show=retrying")
+        assert f'/dashboard/messages/{retrying}/cancel"' in waiting.text
+        assert "451 try later" in waiting.text
