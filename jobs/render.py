@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +32,7 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.runtime import Context
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from calendars.action_links import GRACE, JOB_ACTIONS, Link, sign
 from calendars.notices import Notice
@@ -111,6 +111,12 @@ def spoken_day(value: object) -> str:
     Anything else (a date already written out, by a template override's context) is returned
     as it is.
     """
+    return _spoken_day(str(value))
+
+
+@lru_cache(maxsize=4096)
+def _spoken_day(value: str) -> str:
+    # A batch of messages names the same few days: strftime once per day, not per message.
     try:
         day = date.fromisoformat(str(value))
     except ValueError:
@@ -196,28 +202,21 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
 def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) -> str:
     """Return the shared HTML layout around ``text``: its paragraphs reflowed, its list items
     (lines starting with ``-``) as a list, and the action's button when there is one."""
+    # escape() and plain text, not Markup.format: the same escaping, without a string
+    # Formatter per paragraph (the layout was a third of rendering a message).
     blocks: list[Markup] = []
     for paragraph in text.split("\n\n"):
         lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
         if not lines:
             continue
         items = [line for line in lines if line.startswith("- ")]
-        if items and len(items) == len(lines):
+        head = [line for line in lines if not line.startswith("- ")]
+        if head:
+            blocks.append(Markup(f"<p>{escape(' '.join(head))}</p>"))
+        if items:
             blocks.append(
-                Markup("<ul>{}</ul>").format(
-                    Markup("").join(Markup("<li>{}</li>").format(i[2:]) for i in items)
-                )
+                Markup("<ul>" + "".join(f"<li>{escape(i[2:])}</li>" for i in items) + "</ul>")
             )
-        elif items:
-            head = [line for line in lines if not line.startswith("- ")]
-            blocks.append(Markup("<p>{}</p>").format(" ".join(head)))
-            blocks.append(
-                Markup("<ul>{}</ul>").format(
-                    Markup("").join(Markup("<li>{}</li>").format(i[2:]) for i in items)
-                )
-            )
-        else:
-            blocks.append(Markup("<p>{}</p>").format(" ".join(lines)))
     url = context.get("action_url")
     layout = _template(template_dir, "layout.html")
     if layout is None:
