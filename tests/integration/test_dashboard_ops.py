@@ -276,3 +276,19 @@ def test_deliveries_page_by_due_then_id_and_list_the_retrying(
         waiting = operator.get("/dashboard/deliveries?show=retrying")
         assert f'/dashboard/messages/{retrying}/cancel"' in waiting.text
         assert "451 try later" in waiting.text
+
+
+def test_the_program_and_person_pages_lead_to_the_exports_and_record_by_hand(desk: Desk) -> None:
+    downloads = f'href="/dashboard/exports/{CMRT}/evidence.xlsx"'
+    record = f'href="/dashboard/record?program={CMRT}"'
+    with desk.client("victor") as viewer:
+        page = viewer.get(f"/dashboard/programs/{CMRT}")
+        assert downloads in page.text and record not in page.text
+        assert "Record an answer" not in viewer.get("/dashboard/people/supplier:S002").text
+    with desk.client("alice") as operator:
+        assert record in operator.get(f"/dashboard/programs/{CMRT}").text
+        person = operator.get("/dashboard/people/supplier:S002")
+        assert 'href="/dashboard/record?person=supplier%3AS002"' in person.text
+        form = operator.get("/dashboard/record?person=supplier%3AS002&program=" + CMRT)
+        assert 'value="supplier:S002"' in form.text
+        assert f'<option value="{CMRT}" selected>' in form.text
