@@ -176,62 +176,117 @@ def page(session: Session, query: Query) -> tuple[list[Row], tuple[str, int] | N
     """Return one page of the program's live obligations and the key of the next page.
 
     A search matches a substring of the name, email or external id, case-insensitively.
-    Obligations without a due date sort after every dated one when sorting by due date
-    (they are selected with a separate condition rather than NULLS LAST, which SQLite and
-    PostgreSQL order differently).
+    Sorted by name or id, a page is ``limit`` people (with each of their obligations in the
+    program) and its key is (value, person id); by status or due date, ``limit`` obligations
+    and (value, obligation id). Each shape starts from the table whose index gives its order,
+    so that a page reads about ``limit`` rows in index order instead of sorting the whole
+    program. Obligations without a due date are left out of the due-date order (NULLs sort
+    differently on SQLite and PostgreSQL).
     """
-    o, p = Obligation, Person
-    column = _sort_column(query.sort)
-    stmt = (
-        select(
-            o.id,
-            o.person_id,
-            p.kind,
-            p.external_id,
-            p.name,
-            p.email,
-            o.occurrence,
-            o.state,
-            o.due_at,
-            column.label("sort_value"),
-        )
-        .join(p, p.id == o.person_id)
-        .where(o.program == query.program, o.state != RETIRED)
-    )
-    if query.status:
-        stmt = stmt.where(o.state == query.status)
-    if query.search:
-        needle = query.search.strip().lower()
-        stmt = stmt.where(
-            or_(
-                func.lower(p.name).contains(needle, autoescape=True),
-                func.lower(p.email).contains(needle, autoescape=True),
-                func.lower(p.external_id).contains(needle, autoescape=True),
-            )
-        )
-    if query.sort == "due":
-        # Undated obligations have no place in a date order: they are left out of it.
-        stmt = stmt.where(o.due_at.is_not(None))
-    if query.after is not None:
-        value, last_id = query.after
-        bound: Any = datetime.fromisoformat(value) if query.sort == "due" else value
-        key = tuple_(column, o.id)
-        stmt = stmt.where(
-            key < tuple_(bound, last_id) if query.descending else key > tuple_(bound, last_id)
-        )
-    if query.descending:
-        stmt = stmt.order_by(column.desc(), o.id.desc())
+    if query.sort in ("name", "id"):
+        found, more = _people_first(session, query)
     else:
-        stmt = stmt.order_by(column, o.id)
-    found = list(session.execute(stmt.limit(query.limit + 1)))
-    more = len(found) > query.limit
-    found = found[: query.limit]
+        found, more = _obligations_first(session, query)
     rows = _with_messages(session, query.program, found)
     if not more or not found:
         return rows, None
     last = found[-1]
     shown: Any = _aware(last.sort_value) if query.sort == "due" else last.sort_value
-    return rows, (shown.isoformat() if isinstance(shown, datetime) else str(shown), int(last.id))
+    last_id = last.person_id if query.sort in ("name", "id") else last.id
+    return rows, (shown.isoformat() if isinstance(shown, datetime) else str(shown), int(last_id))
+
+
+def _matches(query: Query) -> list[ColumnElement[bool]]:
+    if not query.search:
+        return []
+    needle = query.search.strip().lower()
+    p = Person
+    return [
+        or_(
+            func.lower(p.name).contains(needle, autoescape=True),
+            func.lower(p.email).contains(needle, autoescape=True),
+            func.lower(p.external_id).contains(needle, autoescape=True),
+        )
+    ]
+
+
+def _live(query: Query) -> list[ColumnElement[bool]]:
+    o = Obligation
+    where = [o.program == query.program, o.state != RETIRED]
+    if query.status:
+        where.append(o.state == query.status)
+    return where
+
+
+def _after(column: Any, id_column: Any, query: Query, bound: Any) -> list[ColumnElement[bool]]:
+    if query.after is None:
+        return []
+    key, last = tuple_(column, id_column), tuple_(bound, query.after[1])
+    return [key < last if query.descending else key > last]
+
+
+def _ordered(column: Any, *ids: Any, descending: bool) -> list[Any]:
+    return [c.desc() if descending else c for c in (column, *ids)]
+
+
+_FIELDS = (
+    Obligation.id,
+    Obligation.person_id,
+    Person.kind,
+    Person.external_id,
+    Person.name,
+    Person.email,
+    Obligation.occurrence,
+    Obligation.state,
+    Obligation.due_at,
+)
+
+
+def _people_first(session: Session, query: Query) -> tuple[list[Any], bool]:
+    """Walk people in name (or id) order, keeping those with a live obligation here."""
+    o, p = Obligation, Person
+    column = _sort_column(query.sort)
+    owes = select(o.id).where(o.person_id == p.id, *_live(query)).exists()
+    start = _after(column, p.id, query, query.after[0] if query.after else None)
+    people = list(
+        session.execute(
+            select(p.id, column)
+            .where(owes, *_matches(query), *start)
+            .order_by(*_ordered(column, p.id, descending=query.descending))
+            .limit(query.limit + 1)
+        )
+    )
+    more = len(people) > query.limit
+    ids = [person_id for person_id, _ in people[: query.limit]]
+    if not ids:
+        return [], False
+    found = session.execute(
+        select(*_FIELDS, column.label("sort_value"))
+        .join(p, p.id == o.person_id)
+        .where(o.person_id.in_(ids), *_live(query))
+        .order_by(*_ordered(column, p.id, descending=query.descending), o.id)
+    )
+    return list(found), more
+
+
+def _obligations_first(session: Session, query: Query) -> tuple[list[Any], bool]:
+    """Walk the program's obligations in status (or due-date) order."""
+    o, p = Obligation, Person
+    column = _sort_column(query.sort)
+    bound: Any = None
+    if query.after is not None:
+        bound = datetime.fromisoformat(query.after[0]) if query.sort == "due" else query.after[0]
+    stmt = (
+        select(*_FIELDS, column.label("sort_value"))
+        .join(p, p.id == o.person_id)
+        .where(*_live(query), *_matches(query), *_after(column, o.id, query, bound))
+        .order_by(*_ordered(column, o.id, descending=query.descending))
+        .limit(query.limit + 1)
+    )
+    if query.sort == "due":
+        stmt = stmt.where(o.due_at.is_not(None))
+    found = list(session.execute(stmt))
+    return found[: query.limit], len(found) > query.limit
 
 
 def _with_messages(session: Session, program: str, found: list[Any]) -> list[Row]:

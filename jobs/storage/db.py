@@ -196,6 +196,9 @@ class Person(Base):
         CheckConstraint("length(country) = 2", name="country_iso2"),
         # Planning finds the people an import wrote by its instant.
         Index(None, "updated_at"),
+        # The dashboard's program page walks people in name or id order, a page at a time.
+        Index(None, "name"),
+        Index(None, "external_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -238,7 +241,12 @@ class Obligation(Base):
     """
 
     __tablename__ = "obligations"
-    __table_args__ = (UniqueConstraint("program", "occurrence", "person_id", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("program", "occurrence", "person_id", "kind"),
+        # The dashboard's program page: by status, and in due-date order, a page at a time.
+        Index(None, "program", "state"),
+        Index(None, "program", "due_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     program: Mapped[str] = mapped_column(PROGRAM)

@@ -3,6 +3,7 @@ through the real app; the keyset pages and the funnel against counts made indepe
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import AsyncIterator, Iterator
 from html import unescape
@@ -83,16 +84,16 @@ async def test_overview_funnel_matches_the_obligations(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 async def test_program_pages_walk_every_supplier_once(viewer: httpx.AsyncClient) -> None:
-    for sort in ("name", "due", "status", "id"):
+    for sort, order in itertools.product(("name", "due", "status", "id"), ("asc", "desc")):
         seen: list[str] = []
-        url: str | None = f"/dashboard/programs/{CMRT}?sort={sort}"
+        url: str | None = f"/dashboard/programs/{CMRT}?sort={sort}&order={order}"
         while url:
             page = await viewer.get(url)
             assert page.status_code == 200, page.text
             seen.extend(_ROW.findall(page.text))
             found = _NEXT.search(page.text)
             url = unescape(found.group(1)) if found else None
-        assert len(seen) == len(set(seen)) == 224, sort
+        assert len(seen) == len(set(seen)) == 224, (sort, order)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
