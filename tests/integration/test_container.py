@@ -174,6 +174,36 @@ def test_the_image_test_script_parses_and_takes_the_base() -> None:
     assert '--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE"' in script.read_text(encoding="utf-8")
 
 
+def test_the_image_test_script_runs_every_check_of_issue_15() -> None:
+    # What a Docker engine would be asked, step by step: not run here, so read.
+    text = (ROOT / "scripts" / "image-test").read_text(encoding="utf-8")
+    for step in (
+        '"$engine" build "${build_args[@]}"',  # with PYTHON_IMAGE when given
+        "{{.State.Health.Status}}",  # waits for healthy, through the image's HEALTHCHECK
+        '"$engine" exec "$id" tickler check',
+        '"$engine" exec "$id" tickler import demo',
+        '"$engine" stop "$id"',
+        "{{.State.ExitCode}}",  # and the stop's exit status must be 0
+        '"$engine" start "$id"',  # restarted on the same volume: the data must be there
+        "cannot write to /var/lib/tickler as uid 10001",  # a bind mount it cannot write
+    ):
+        assert step in text, step
+
+
+def test_the_deploy_doc_says_how_to_build_test_and_mount() -> None:
+    # docs/deploy.md, for anyone with a Docker engine: the base from another registry, the
+    # image test, who owns a bind-mounted data folder, and Compose v1 beside v2.
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    for words in (
+        "--build-arg PYTHON_IMAGE=",
+        "bash scripts/image-test",
+        "chown 10001:10001",
+        "Compose v1 (`docker-compose`)",
+        "--compatibility",
+    ):
+        assert words in doc, words
+
+
 def test_compose_needs_no_v2_only_top_level_name() -> None:
     # A top-level `name:` is refused by Compose v1 (docker-compose); the project name comes
     # from the folder or `-p`.
