@@ -14,7 +14,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from calendars.businessdays import CalendarName, add_years, calendar, first_business_day_after
-from calendars.clock import before, localize
+from calendars.clock import before, local_instant, localize
 from calendars.events import Audience, Event, EventKind, day_event
 from calendars.vesting import (
     AllocationType,
@@ -105,12 +105,24 @@ def offer_period_problem(program: OptionExchange) -> str | None:
 
 
 def reminder_instants(program: OptionExchange) -> list[tuple[str, datetime]]:
-    """Return (offset text, instant) of each cutoff reminder, earliest first."""
+    """Return (offset text, instant) of each cutoff reminder, earliest first.
+
+    A reminder counted in whole days or weeks goes out on its day at the program's
+    ``send_time``, like every scheduled email: "7d" before a cutoff at 21:00 PST on Monday 20
+    January 2003 is 09:00 PST on Monday 13 January, not 21:00 (a reminder at 9 PM is read the
+    next morning). The day is counted on the wall clock, so DST in between changes nothing,
+    and a send time that DST skips moves forward by the gap. Offsets are positive, so the day is
+    before the cutoff's and its send time comes first, whatever the two times of day. Hours and
+    minutes ("3h", "P1DT3H") count real time back from the cutoff itself.
+    """
     cutoff = offer_dates(program).cutoff
-    pairs = [
-        (text, before(cutoff, split_offset(text), program.zone))
-        for text in program.cutoff_reminders
-    ]
+    pairs = []
+    for text in program.cutoff_reminders:
+        offset = split_offset(text)
+        at = before(cutoff, offset, program.zone)
+        if not offset.real:
+            at = local_instant(at.date(), program.send_time, program.zone)
+        pairs.append((text, at))
     return sorted(pairs, key=lambda pair: pair[1])
 
 

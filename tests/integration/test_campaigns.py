@@ -107,10 +107,12 @@ def test_option_exchange_campaign(db_url: str, tmp_path: Path) -> None:
     }
     eligible = ["employee:E1001", *(f"employee:E{n}" for n in range(1005, 1023))]
     cutoff = z("2003-01-20T21:00:00-08:00")
+    # When the reminders go out: "7d" at the 09:00 send time; "1d" (Sunday) and "3h" (Martin
+    # Luther King Day) on the Friday before, at 09:00 and at 18:00.
     reminders = [
-        cutoff - timedelta(days=7),
-        cutoff - timedelta(days=1),
-        cutoff - timedelta(hours=3),
+        z("2003-01-13T09:00:00-08:00"),
+        z("2003-01-17T09:00:00-08:00"),
+        z("2003-01-17T18:00:00-08:00"),
     ]
     participants = [p for p in eligible if in_force(facts, p, cutoff)]
     granted = [p for p in participants if terminated.get(p, date.max) > date(2003, 7, 21)]
@@ -129,7 +131,7 @@ def test_option_exchange_campaign(db_url: str, tmp_path: Path) -> None:
     assert expected == {
         "offer_announcement": 19,
         "presentation_invitation": 38,
-        "cutoff_reminder": 32,
+        "cutoff_reminder": 33,  # E1019 elected Friday 15:10, after the 1d reminder (now 09:00)
         "election_receipt": 11,
         "withdrawal_receipt": 1,
         "promise_to_grant": 10,

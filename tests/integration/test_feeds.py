@@ -279,8 +279,9 @@ def test_dst_weeks_render_at_the_right_local_time(db_url: str, tmp_path: Path) -
     assert start("presentation/fri") == (b"20260306T090000", utc("2026-03-06T17:00:00+00:00"))
     assert start("presentation/mon") == (b"20260309T090000", utc("2026-03-09T16:00:00+00:00"))
     assert start("election-cutoff") == (b"20260309T210000", utc("2026-03-10T04:00:00+00:00"))
-    # a day before on the wall clock (21:00 on the Sunday, PDT), 3 hours before in real time
-    assert start("cutoff-reminder/1d") == (b"20260308T210000", utc("2026-03-09T04:00:00+00:00"))
+    # a day before at the send time (09:00 on the Sunday, the first day of PDT), 3 hours
+    # before in real time
+    assert start("cutoff-reminder/1d") == (b"20260308T090000", utc("2026-03-08T16:00:00+00:00"))
     assert start("cutoff-reminder/3h") == (b"20260309T180000", utc("2026-03-10T01:00:00+00:00"))
     assert start("presentation/fall") == (b"20261101T013000", utc("2026-11-01T08:30:00+00:00"))
     end = events["dst-offer-2026/presentation/fall@tickler"]["DTEND"].dt.astimezone(UTC)

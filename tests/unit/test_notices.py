@@ -226,9 +226,9 @@ def test_holder_who_never_elects() -> None:
     # The cutoff is 21:00 on Martin Luther King Day (a federal holiday): "1d" (Sunday) and
     # "3h" (the holiday) cannot move forward past the cutoff, so they go the Friday before.
     assert reminders == [
-        z("2003-01-13T21:00:00-08:00"),
-        z("2003-01-17T18:00:00-08:00"),
-        z("2003-01-17T21:00:00-08:00"),
+        z("2003-01-13T09:00:00-08:00"),  # "7d": at the program's send time
+        z("2003-01-17T09:00:00-08:00"),  # "1d" is a Sunday, then MLK Day: the Friday before
+        z("2003-01-17T18:00:00-08:00"),  # "3h": real time before the cutoff, moved likewise
     ]
     assert all(
         n.expires == z("2003-01-21T05:00:00+00:00")
@@ -299,8 +299,8 @@ def test_extension_moves_reminders_and_sends_one_notice() -> None:
     after_ext = offer_plan([employee(1)], [ext], z("2003-01-16T00:00:00+00:00"))
     reminders = sorted(n.due for n in after_ext.notices if n.job == "cutoff_reminder")
     assert reminders == [
-        z("2003-01-28T05:00:00+00:00"),
-        z("2003-01-31T21:00:00-08:00"),  # "1d" is a Sunday: the Friday before
+        z("2003-01-27T09:00:00-08:00"),  # "7d": at the program's send time
+        z("2003-02-03T09:00:00-08:00"),  # "1d" is a Sunday: Monday morning, before the cutoff
         z("2003-02-04T02:00:00+00:00"),
     ]
     old = {n.identity for n in before_ext.notices if n.job == "cutoff_reminder"}

@@ -220,11 +220,43 @@ def test_seed_offer_dates() -> None:
 
 def test_seed_cutoff_reminders() -> None:
     got = [(text, at.astimezone(UTC)) for text, at in reminder_instants(seed_offer())]
+    # Days before: at the program's send time (09:00 PST) on their day; hours: real time.
     assert got == [
-        ("7d", datetime(2003, 1, 14, 5, 0, tzinfo=UTC)),
-        ("1d", datetime(2003, 1, 20, 5, 0, tzinfo=UTC)),
+        ("7d", datetime(2003, 1, 13, 17, 0, tzinfo=UTC)),
+        ("1d", datetime(2003, 1, 19, 17, 0, tzinfo=UTC)),
         ("3h", datetime(2003, 1, 21, 2, 0, tzinfo=UTC)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("reminders", "send_time", "cutoff", "expected"),
+    [
+        # A DST change in between (9 March 2025, spring forward): still 09:00 on the wall.
+        (["7d"], "09:00:00", "2025-03-14T21:00:00", ["2025-03-07T09:00:00-08:00"]),
+        (["1w"], "09:00:00", "2025-03-14T21:00:00", ["2025-03-07T09:00:00-08:00"]),
+        # A send time on the skipped hour of the spring-forward day moves by the gap.
+        (["1d"], "02:30:00", "2025-03-10T21:00:00", ["2025-03-09T03:30:00-07:00"]),
+        # Real time, counted from the cutoff.
+        (
+            ["3h", "PT1H30M"],
+            "09:00:00",
+            "2025-03-14T21:00:00",
+            ["2025-03-14T18:00:00-07:00", "2025-03-14T19:30:00-07:00"],
+        ),
+        # A send time later in the day than the cutoff: still the day before.
+        (["1d"], "23:00:00", "2025-03-14T21:00:00", ["2025-03-13T23:00:00-07:00"]),
+        # Month end and leap day: 1 day before 1 March 2024 is 29 February.
+        (["1d"], "09:00:00", "2024-03-01T21:00:00", ["2024-02-29T09:00:00-08:00"]),
+    ],
+)
+def test_cutoff_reminders_at_the_send_time(
+    reminders: list[str], send_time: str, cutoff: str, expected: list[str]
+) -> None:
+    data = seed_offer().model_dump()
+    data.update(cutoff_reminders=reminders, send_time=send_time, cutoff=cutoff)
+    offer = OptionExchange.model_validate(data)
+    got = [at for _, at in reminder_instants(offer)]
+    assert got == [datetime.fromisoformat(e) for e in expected]
 
 
 def test_extension_moves_every_dependent_date() -> None:
