@@ -129,6 +129,7 @@ class Daemon:
             self.tick, "interval", seconds=self.sweep, id="sweep", kwargs={"replan": True}
         )
         scheduler.add_job(self.watch_events, "interval", seconds=self.poll, id="events")
+        self.service.on_recorded = self._poll_now
         scheduler.start()
         self.running = True
         metrics = self.service.metrics
@@ -155,6 +156,15 @@ class Daemon:
                 await asyncio.gather(self._full, return_exceptions=True)
             await self.service.close()
             log.info("stopped", extra={"action": "stopped", "owner": self.service.owner})
+
+    def _poll_now(self) -> None:
+        """Look at the event log now: a fact was just recorded through this process (its
+        person's reminders should stop within the second, not a poll later). A poll already
+        running (``max_instances``) sees it, or the next one does."""
+        if self._scheduler is not None and self.running and not self.stop.is_set():
+            job = self._scheduler.get_job("events")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
 
     async def watch_events(self) -> None:
         """Replan as soon as a new fact is recorded (by the CLI, the API, another replica)."""

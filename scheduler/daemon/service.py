@@ -122,6 +122,14 @@ class Service:
         # What the last plan of each program left out, by (program, person): /readyz shows it.
         self.skipped: dict[tuple[str, str], Skipped] = {}
         self._lock_file: IO[str] | None = None
+        # Set by the daemon's loop: told of each fact this process records (the API), so the
+        # loop looks at the event log at once instead of at its next poll.
+        self.on_recorded: Callable[[], None] | None = None
+
+    def recorded(self) -> None:
+        """Say that this process has just committed a fact (see ``on_recorded``)."""
+        if self.on_recorded is not None:
+            self.on_recorded()
 
     @property
     def is_sqlite(self) -> bool:

@@ -352,6 +352,7 @@ def routes(service: Service, clock: Clock, counters: HttpMetrics) -> list[Route]
             event_id = await asyncio.to_thread(work)
         except RecordError as exc:
             return refusal(exc.status, exc.message)
+        service.recorded()
         log.info(
             "recorded",
             extra={
