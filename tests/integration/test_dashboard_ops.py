@@ -111,6 +111,12 @@ def test_cancel_and_resend_are_the_cli_actions_with_the_users_name(desk: Desk) -
         assert copy.state == OutboxState.PENDING
         again = operator.post(f"/dashboard/messages/{sent.id}/cancel", data={"csrf": token})
         assert again.status_code == 409 and "only a pending message can cancel" in again.text
+        for hostile in ("\x1b[31mred", "line\nbreak", "x" * 501):
+            refused = operator.post(
+                f"/dashboard/messages/{copy.id}/cancel", data={"csrf": token, "reason": hostile}
+            )
+            assert refused.status_code == 422 and "one line of at most 500" in refused.text
+        assert desk.events("message_cancelled") == []
         cancelled = operator.post(
             f"/dashboard/messages/{copy.id}/cancel",
             data={"csrf": token, "reason": "sent to the wrong person"},
