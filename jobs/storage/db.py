@@ -124,6 +124,7 @@ class EventSource(enum.StrEnum):
     API = "api"
     DAEMON = "daemon"
     IMPORT = "import"
+    LINK = "link"  # the recipient, from an email's signed action link
 
 
 class OutboxState(enum.StrEnum):
@@ -327,6 +328,21 @@ class OutboxMessage(Base):
     updated_at: Mapped[datetime]
     # A resend (``tickler messages resend``) names the message it repeats; planned ones, NULL.
     resend_of: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+
+
+class UploadedFile(Base):
+    """A file a recipient uploaded and Tickler accepted (a CMRT), kept once per content.
+
+    The recorded fact names it by ``sha256``; its size is bounded by the upload limit
+    (``jobs.cmrt_file.MAX_UPLOAD``). ``received_at`` is when the content first came.
+    """
+
+    __tablename__ = "uploaded_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime]
 
 
 class SentMessage(Base):

@@ -42,6 +42,7 @@ from config.programs import ConflictMinerals, Fcpa, OptionExchange, Program
 from jobs.cmrt_file import MAX_UPLOAD, UnreadableFile, read_cells
 from jobs.record import RecordError, record
 from jobs.storage import actions as stored
+from jobs.storage import uploads
 from jobs.storage.db import begin_write
 from jobs.storage.snapshot import load_grants
 from scheduler.daemon.service import Service
@@ -214,27 +215,41 @@ def routes(service: Service, clock: Clock) -> list[Route]:
         data = await upload.read(MAX_UPLOAD + 1)
         return await _cmrt(target, now, upload.filename or "cmrt.xlsx", data)
 
-    def save(target: Target, kind: FactKind, now: datetime, payload: dict[str, Any]) -> int:
+    def save(
+        target: Target,
+        kind: FactKind,
+        now: datetime,
+        payload: dict[str, Any],
+        upload: bytes | None,
+    ) -> int:
         with begin_write(service.factory) as session:
+            if upload is not None:  # kept with the fact that names it, or not at all
+                payload = {**payload, "sha256": uploads.keep(session, upload, now)}
             return record(
                 session,
                 kind=kind,
                 program=target.program.id,
                 person=target.person.key,
                 at=now,
+                # The event log says how the answer came: from the person's own link.
                 actor=f"link:{target.person.key}",
-                source="api",
+                source="link",
                 payload=payload,
                 programs=programs,
                 now=now,
             )
 
     async def _record(
-        target: Target, kind: FactKind, now: datetime, payload: dict[str, Any]
+        target: Target,
+        kind: FactKind,
+        now: datetime,
+        payload: dict[str, Any],
+        upload: bytes | None = None,
     ) -> str | None:
-        """Record the fact; return why it was refused, or None."""
+        """Record the fact (keeping ``upload``, the file it names); return why it was
+        refused, or None."""
         try:
-            event_id = await asyncio.to_thread(save, target, kind, now, payload)
+            event_id = await asyncio.to_thread(save, target, kind, now, payload, upload)
         except RecordError as exc:
             return exc.message
         log.info(
@@ -300,9 +315,9 @@ def routes(service: Service, clock: Clock) -> list[Route]:
                 "complete": result.complete,
                 "issues": issues,
                 "file": filename[:200],
-                "sha256": hashlib.sha256(data).hexdigest(),
                 "template_version": result.version or "",
             },
+            data,
         )
         if refused:
             return _message(409, "Not recorded", refused[:1].upper() + refused[1:])

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from config.facts import FactKind
+from jobs.storage import uploads
 from jobs.storage.db import EventLog, OutboxMessage, OutboxState
 from scheduler.daemon.service import Service
 from scheduler.web.http import create_app
@@ -81,6 +82,11 @@ class Recipient:
     def facts(self, kind: FactKind) -> list[EventLog]:
         with self.service.factory() as session:
             return list(session.scalars(select(EventLog).where(EventLog.kind == kind.value)))
+
+    def upload(self, sha256: str) -> bytes | None:
+        """Return the uploaded file kept under ``sha256``, or None."""
+        with self.service.factory() as session:
+            return uploads.load(session, sha256)
 
     def outbox(self, job: str, recipient: str) -> list[OutboxState]:
         with self.service.factory() as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from config.facts import FactKind
-from jobs.storage.db import OutboxState
+from jobs.storage.db import EventSource, OutboxState
 from tests.cmrt_workbooks import with_macros, workbook, zip_bomb
 from tests.daemon_support import WAVE_1
 from tests.integration.conftest import CONTACT, WAVE_CUTOFF, Recipient, body
@@ -89,6 +90,8 @@ def test_acknowledge_the_fcpa_policy_and_the_follow_ups_stop(recipient: Recipien
     assert done.status_code == 200 and "Thank you" in done.text
     [ack] = recipient.facts(FactKind.FCPA_ACK)
     assert ack.payload["policy_version"] == "2017-1" and ack.payload["client"] == "127.0.0.1"
+    # The event log says how the answer came: through the person's own link.
+    assert (ack.source, ack.actor) == (EventSource.LINK, "link:third_party:T001")
     recipient.run()
     assert set(recipient.outbox("fcpa_reminder", "t001@example.com")) <= {OutboxState.CANCELLED}
     # Opened again (a forwarded link, a second click): what is recorded, no form.
@@ -113,15 +116,23 @@ def test_upload_an_incomplete_then_a_complete_cmrt(recipient: Recipient) -> None
     assert "Declaration!D51</strong>: Question 6 (Gold) is required" in got.text
     [response] = recipient.facts(FactKind.CMRT_RESPONSE)
     assert response.payload["complete"] is False
+    assert (response.source, response.actor) == (EventSource.LINK, "link:supplier:S001")
+    # The file as uploaded is kept, named by its sha256 in the fact.
+    assert response.payload["sha256"] == hashlib.sha256(incomplete).hexdigest()
+    assert recipient.upload(response.payload["sha256"]) == incomplete
     assert "Declaration!D15: Contact email is required" in response.payload["issues"]
     recipient.run()  # the correction request goes out at once, naming the cells
     [correction] = recipient.mail("s001@example.com", "correct")
     assert "Declaration!D15" in body(correction, "plain")
 
     recipient.clock.advance(timedelta(minutes=5))
-    files = {"file": ("acme-cmrt.xlsx", workbook())}
+    complete = workbook()
+    files = {"file": ("acme-cmrt.xlsx", complete)}
     got = recipient.client.post(url, data={"csrf": csrf}, files=files)
     assert got.status_code == 200 and "is complete" in got.text
+    latest = recipient.facts(FactKind.CMRT_RESPONSE)[-1]
+    assert latest.payload["complete"] is True
+    assert recipient.upload(latest.payload["sha256"]) == complete
     recipient.run()
     pending = [
         s
@@ -155,6 +166,7 @@ def test_bad_uploads_are_a_clear_page_and_record_nothing(
     assert (got.status_code, says in got.text) == (status, True), got.text
     assert "Traceback" not in got.text
     assert recipient.facts(FactKind.CMRT_RESPONSE) == []
+    assert recipient.upload(hashlib.sha256(data).hexdigest()) is None  # nothing kept
 
 
 def test_tampered_foreign_expired_and_csrf_less_requests_change_nothing(
