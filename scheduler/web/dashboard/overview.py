@@ -23,7 +23,9 @@ from scheduler.web.auth import Role, require
 from scheduler.web.dashboard.context import dashboard_of
 from scheduler.web.dashboard.pages import render
 
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 600, 170, 36, 22, 10
+# The chart's own units: small enough that its 11-unit labels stay legible when the card
+# scales it down to a phone's width.
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 360, 150, 30, 18, 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +40,7 @@ class Chart:
     first: str  # axis labels: the first and last day shown
     last: str
     due_label: str
+    due_left: bool  # the due line is in the right half: its label goes to its left
     width: int = WIDTH
     height: int = HEIGHT
     left: int = PAD_LEFT
@@ -83,9 +86,11 @@ def chart(curve: stored.Curve, asked: int, now: datetime, zone: ZoneInfo) -> Cha
         total += count
         points.append(f"{x(day)},{y(total)}")
     points.append(f"{x(last)},{y(total)}")
+    due_x = x(due_day) if due_day and first <= due_day <= last else None
     return Chart(
         points=" ".join(points),
-        due_x=x(due_day) if due_day and first <= due_day <= last else None,
+        due_x=due_x,
+        due_left=due_x is not None and due_x > WIDTH / 2,
         now_x=x(today) if first <= today <= last else None,
         total=top,
         answered=total,

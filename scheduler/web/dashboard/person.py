@@ -84,7 +84,9 @@ def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
                 kind="message",
                 title=f"{m.job} to {m.recipient}",
                 state=m.state,
-                detail=f"{code} {reply}".strip() if code or reply else "",
+                detail=" · ".join(
+                    part for part in (m.program, f"{code or ''} {reply}".strip()) if part
+                ),
                 text=sent_text(data) if data else "",
             )
         )
