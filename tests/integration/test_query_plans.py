@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from jobs import planning
-from jobs.storage import facts, outbox, reads
+from jobs.storage import dashboard, facts, outbox, reads
 from jobs.storage.db import begin_write
 from scheduler.daemon.service import Service
 from tests import world
@@ -94,6 +94,12 @@ def person_replan(service: Service) -> None:
 
 def program_page(service: Service) -> None:
     with service.factory() as session:
+        # The dashboard's page of a program, in each order (a search by substring is a scan
+        # by nature, and is not a hot path), and the read API's pages of it.
+        for sort in ("name", "id", "due", "status"):
+            dashboard.page(session, dashboard.Query(program="fcpa", sort=sort))
+        dashboard.page(session, dashboard.Query(program="fcpa", status="pending"))
+        dashboard.states(session, "fcpa")
         for state in (None, "pending"):
             filters = reads.ObligationFilters(program="fcpa", state=state)
             reads.obligations(session, filters, after=1, limit=100)
@@ -128,5 +134,12 @@ def test_hot_queries_use_indexes(planned: Service, path: str) -> None:
         text = " ".join(statement.split())
         print(f"\n[{planned.engine.dialect.name}] {path}: {text[:160]}")
         print("\n".join(f"    {line}" for line in plan))
-        full = [line for line in plan if FULL.search(line)]
+        # A walk in an index's order that stops after a page (LIMIT) is no full read: the
+        # dashboard's page by name walks people by name, keeping those who owe the program.
+        paged = " LIMIT " in f" {text.upper()} "
+        full = [
+            line
+            for line in plan
+            if FULL.search(line) and not (paged and re.search(r"USING (COVERING )?INDEX", line))
+        ]
         assert not full, f"{path}: {text[:200]} reads a whole table: {full}"
