@@ -10,6 +10,7 @@ Messages are counted by Message-ID at the server: that is what a recipient would
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -143,6 +144,18 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> flo
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+async def eventually(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
+    """Wait until ``condition()`` holds, polling without blocking the event loop (a daemon
+    in the same process goes on meanwhile); return how long that took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not condition():
+        if loop.time() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+    return loop.time() - start
 
 
 def child_env() -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,8 +103,13 @@ class Daemon:
         self._cursor: EventCursor | None = None
         self._planned_at: datetime | None = None  # the clock of the last incremental plan
         self._full: asyncio.Task[None] | None = None
-        self._full_started = 0.0  # time.monotonic() of the last whole plan's start
-        self._swept = 0.0  # time.monotonic() of the last sweep's plan
+        # time.monotonic() counts from the machine's boot, so "never" is -inf, not 0: with 0
+        # a machine up for less than ``full_every`` would wait out the rest of it.
+        self._full_started = -math.inf  # time.monotonic() of the last whole plan's start
+        # The last whole plan failed: the next tick starts it again. Only a whole plan plans
+        # the people nothing changed for, so one left unfinished is never made up otherwise.
+        self._full_owed = False
+        self._swept = -math.inf  # time.monotonic() of the last sweep's plan
         self._kicks: set[asyncio.Task[DeliveryReport | None]] = set()
         self.stop = asyncio.Event()
         self.running = False
@@ -191,6 +197,7 @@ class Daemon:
         """Start a whole plan in the background unless one is running."""
         if self._full is None or self._full.done():
             self._full_started = time.monotonic()
+            self._full_owed = False
             self._full = asyncio.create_task(self._plan_all())
 
     async def _plan_all(self) -> None:
@@ -207,7 +214,7 @@ class Daemon:
                 self._planned_at = now
             await self.service.plan(now, lock=self._plan_lock, stop=self.stop, progress=self._kick)
         except Exception as exc:
-            self._full_started = 0.0  # owed: the next sweep starts it again
+            self._full_owed = True
             self._plan_failed(exc)
             return
         self._plan_recovered()
@@ -275,7 +282,11 @@ class Daemon:
         delivers what is due all the same. A sweep also plans what belongs to no person and
         starts the periodic whole plan when it is due."""
         cursor, since = self._cursor, self._planned_at
-        if cursor is None or since is None:  # the first whole plan has not read the log yet
+        if cursor is None or since is None:
+            # The first whole plan has not read the log yet, or failed before it could (the
+            # database was down at start): then only it can plan, and it is owed.
+            if self._full_owed:
+                self._start_full()
             return
         try:
             ids, scope = await self.service.changes(cursor.low, since, now, seen=cursor.seen)
@@ -291,7 +302,7 @@ class Daemon:
         cursor.advance(ids, time.monotonic())
         self._planned_at = max(since, now)
         self._plan_recovered()
-        if time.monotonic() - self._full_started >= self.full_every:
+        if self._full_owed or time.monotonic() - self._full_started >= self.full_every:
             self._start_full()
 
     def _plan_failed(self, exc: Exception) -> None:

@@ -49,6 +49,7 @@ from tests.daemon_support import (
     Database,
     SinkProcess,
     database,
+    eventually,
     sink_process,
     start_daemon,
     stop,
@@ -140,17 +141,6 @@ async def make_service(
     yield make
     for service in made:
         await service.close()
-
-
-async def eventually(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
-    """Wait until ``condition()`` holds; return how long that took."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not condition():
-        if loop.time() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.02)
-    return loop.time() - start
 
 
 # Exactly once through the database -------------------------------------------------------
