@@ -13,7 +13,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,9 @@ def test_cancel_and_resend_are_the_cli_actions_with_the_users_name(desk: Desk) -
         assert copy.state == OutboxState.PENDING
         again = operator.post(f"/dashboard/messages/{sent.id}/cancel", data={"csrf": token})
         assert again.status_code == 409 and "only a pending message can cancel" in again.text
-        for hostile in ("\x1b[31mred", "line\nbreak", "x" * 501):
+        for bad in ("\x1b[31mred", "line\nbreak", "x" * 501):
             refused = operator.post(
-                f"/dashboard/messages/{copy.id}/cancel", data={"csrf": token, "reason": hostile}
+                f"/dashboard/messages/{copy.id}/cancel", data={"csrf": token, "reason": bad}
             )
             assert refused.status_code == 422 and "one line of at most 500" in refused.text
         assert desk.events("message_cancelled") == []
@@ -298,3 +298,33 @@ def test_the_program_and_person_pages_lead_to_the_exports_and_record_by_hand(des
         form = operator.get("/dashboard/record?person=supplier%3AS002&program=" + CMRT)
         assert 'value="supplier:S002"' in form.text
         assert f'<option value="{CMRT}" selected>' in form.text
+
+
+def test_an_election_by_hand_is_judged_at_the_servers_time_against_the_cutoff(
+    desk: Desk,
+) -> None:
+    cutoff = datetime(2003, 1, 21, 5, tzinfo=UTC)  # 2003-01-20 21:00 PST
+    fields = {
+        "program": OFFER,
+        "what": "election",
+        "person": "employee:E1001",
+        "reason": "paper form handed in at the desk",
+    }
+    with desk.client("alice") as operator:
+        token = csrf(operator.get("/dashboard/record"))
+        desk.clock.now = cutoff - timedelta(minutes=1)
+        done = operator.post("/dashboard/record", data=fields | {"csrf": token})
+        assert done.status_code == 200, done.text
+        assert "Recorded election of employee:E1001" in done.text
+        desk.clock.now = cutoff
+        late = operator.post(
+            "/dashboard/record", data=fields | {"csrf": token, "what": "withdrawal"}
+        )
+        assert late.status_code == 409
+        assert "the election cutoff was 2003-01-20 21:00 PST" in late.text
+    [election] = desk.events("election")
+    assert (election.actor, election.payload) == (
+        "user:alice",
+        {"reason": "paper form handed in at the desk"},
+    )
+    assert desk.events("withdrawal") == []

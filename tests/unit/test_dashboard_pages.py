@@ -219,6 +219,8 @@ def test_the_record_form_becomes_the_fact_record_takes() -> None:
     election = recording.parse(FORM | {"program": OFFER, "what": "election"}, BY_ID)
     assert isinstance(election, recording.Entry)
     assert election.payload == {"reason": "CMRT arrived by post"}  # nothing of a CMRT
+    bare = recording.parse(FORM | {"complete": "", "issues": ""}, BY_ID)
+    assert isinstance(bare, recording.Entry) and bare.payload["complete"] is True
 
 
 @pytest.mark.parametrize(

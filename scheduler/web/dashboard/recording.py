@@ -71,6 +71,7 @@ def parse(form: Mapping[str, str], programs: Mapping[str, Program]) -> Entry | l
     what = form.get("what", "")
     reason = form.get("reason", "").strip()
     issues = form.get("issues", "").strip()
+    complete = form.get("complete") or "complete"  # a form without the radio buttons
     if program not in programs:
         problems.append("Program: choose one of the programs")
     if what not in WHAT:
@@ -83,13 +84,13 @@ def parse(form: Mapping[str, str], programs: Mapping[str, Program]) -> Entry | l
         problems.append(f"Reason: one line of at most {REASON_MAX} characters")
     if len(issues) > ISSUES_MAX or not _TEXT.match(issues):
         problems.append(f"What is missing: at most {ISSUES_MAX} characters of text")
-    if form.get("complete", "complete") not in ("complete", "incomplete"):
+    if complete not in ("complete", "incomplete"):
         problems.append("Complete: complete or incomplete")
     if problems:
         return problems
     payload: dict[str, Any] = {"reason": reason}
     if WHAT[what] == FactKind.CMRT_RESPONSE:
-        payload["complete"] = form.get("complete", "complete") == "complete"
+        payload["complete"] = complete == "complete"
         if issues:
             payload["issues"] = issues
     return Entry(kind=WHAT[what], program=program, person=person, payload=payload)
