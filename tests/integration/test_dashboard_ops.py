@@ -117,6 +117,11 @@ def test_cancel_and_resend_are_the_cli_actions_with_the_users_name(desk: Desk) -
             )
             assert refused.status_code == 422 and "one line of at most 500" in refused.text
         assert desk.events("message_cancelled") == []
+        for action in ("retry", "address"):
+            missing = operator.post(
+                f"/dashboard/messages/999999/{action}", data={"csrf": token, "email": FIXED}
+            )
+            assert missing.status_code == 404 and "no message 999999" in missing.text
         cancelled = operator.post(
             f"/dashboard/messages/{copy.id}/cancel",
             data={"csrf": token, "reason": "sent to the wrong person"},

@@ -294,7 +294,9 @@ async def act(request: Request) -> Response:
         with begin_write(dashboard.service.factory) as session:
             if action == "address":
                 m = store.find(session, id_)
-                if m is None or m.person is None or not store.to_person(m):
+                if m is None:
+                    raise store.MessageError(404, f"there is no message {id_}")
+                if m.person is None or not store.to_person(m):
                     raise store.MessageError(
                         409, f"message {id_} does not go to a person's own address"
                     )
