@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.storage.db import Role
     from scheduler.web.auth import User
     from scheduler.web.dashboard.pages import _env
-    from scheduler.web.dashboard.program import lines
+    from scheduler.web.dashboard.program import page_context
 
     reader = User(id=1, username="bench", role=Role.VIEWER, csrf="-")
     program = next(p for p in PROGRAMS if p.id == "fcpa")
@@ -182,20 +182,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def page(query: stored.Query = query) -> None:
             with factory() as session:
-                rows, _ = stored.page(session, query)
+                rows, following = stored.page(session, query)
                 states = stored.states(session, "fcpa")
             template.render(
                 user=reader,
                 csrf="",
                 active="programs",
-                title=program.name,
-                program=program,
-                query=query,
-                lines=lines(rows, program, NOW),
-                states=states,
-                next_link=None,
-                first_link=None,
-                sort_link=lambda sort: "",
+                **page_context(program, query, rows, following, states, NOW),
             )
 
         took = best(args.runs, page)

@@ -38,7 +38,10 @@ def server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Browser]:
+def browser(server: LiveServer) -> Iterator[Browser]:
+    # Its own, after the server: Playwright's sync API runs an event loop on this thread,
+    # and the demo's planning (asyncio.run) must be done before it starts, so the action
+    # pages' module-wide browser cannot be shared here.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -139,21 +140,35 @@ async def program_page(request: Request) -> Response:
         request,
         "program.html",
         active="programs",
-        title=program.name,
-        program=program,
-        query=query,
-        lines=lines(rows, program, now),
-        states=states,
-        next_link=(
+        **page_context(program, query, rows, following, states, now),
+    )
+
+
+def page_context(
+    program: Program,
+    query: stored.Query,
+    rows: list[stored.Row],
+    following: tuple[str, int] | None,
+    states: list[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """Assemble what ``program.html`` shows from one page's rows (no HTTP, no database)."""
+    return {
+        "title": program.name,
+        "program": program,
+        "query": query,
+        "lines": lines(rows, program, now),
+        "states": states,
+        "next_link": (
             link(query, after=following[0], after_id=str(following[1])) if following else None
         ),
-        first_link=link(query) if query.after else None,
-        sort_link=lambda sort: link(
+        "first_link": link(query) if query.after else None,
+        "sort_link": lambda sort: link(
             query,
             sort=sort if sort != "name" else None,
             order="desc" if query.sort == sort and not query.descending else None,
         ),
-    )
+    }
 
 
 def routes() -> list[Route]:
