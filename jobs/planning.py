@@ -282,7 +282,7 @@ def write(session: Session, result: PlanResult, now: datetime) -> PlanReport:
     for scope, rows in result.revisions.items():
         versions.write(session, scope, rows)
     report = outbox.enqueue(session, result.notices, now)
-    cancelled = outbox.cancel_pending_by_kind(session, result.cancel, "no longer planned", now)
+    cancelled = outbox.cancel_pending_by_kind(session, result.cancel, outbox.UNPLANNED, now)
     obligations.store(session, result.obligations, now)
     retired = obligations.retire(session, result.retire, "no longer planned", now)
     skips.replace(session, result.programs, result.skipped, now, people=result.covers)

@@ -37,6 +37,7 @@ from sqlalchemy import (
     Executable,
     Table,
     Update,
+    and_,
     bindparam,
     case,
     func,
@@ -124,6 +125,11 @@ def enqueue(session: Session, planned: Iterable[Notice], now: datetime) -> Enque
     history and is never touched: re-planning must not resend or resurrect anything. Those count
     as ``unchanged`` (so does a row another replica inserted a moment before this one).
 
+    Except a *withdrawn forecast* (``withdrawn``): a row that planning itself cancelled
+    (``UNPLANNED``) before any attempt to send it was never a message, only what an earlier
+    plan expected; planned again (an election, then a withdrawal that puts the cutoff
+    reminders back), it is pending again, as a single plan of the same facts would have it.
+
     Per chunk of ``CHUNK``: one SELECT of the rows already there, one executemany INSERT of the
     others, one executemany UPDATE of the changed ones. The steady state (everything planned
     before, nothing changed) is one SELECT per chunk.
@@ -165,6 +171,12 @@ def enqueue(session: Session, planned: Iterable[Notice], now: datetime) -> Enque
             if (row := found.get(m.identity)) is not None and row.state == OutboxState.PENDING
         ]
         updated += _refresh_pending(session, [c for c in changed if c is not None], now)
+        again = [
+            row.id
+            for m in chunk
+            if (row := found.get(m.identity)) is not None and row.state == OutboxState.CANCELLED
+        ]
+        updated += _replan_withdrawn(session, again, {m.identity: m for m in chunk}, now)
     return EnqueueReport(
         inserted=inserted, updated=updated, unchanged=len(messages) - inserted - updated
     )
@@ -189,14 +201,58 @@ def _change(row: Row[*tuple[Any, ...]], message: Notice) -> dict[str, Any] | Non
     planned = (message.due, message.expires, message.template, context, message.recipient)
     if (row.due_at, row.expires_at, row.template, row.context, row.recipient) == planned:
         return None
+    return _bound(row.id, message)
+
+
+def _bound(id_: int, message: Notice) -> dict[str, Any]:
+    """Return the bound parameters that set row ``id_`` to ``message`` as planned."""
     return {
-        "b_id": row.id,
+        "b_id": id_,
         "b_recipient": message.recipient,
         "b_due_at": message.due,
         "b_expires_at": message.expires,
         "b_template": message.template,
-        "b_context": context,
+        "b_context": _json(message.context),
     }
+
+
+#: Why planning cancels a pending message: its facts no longer call for it.
+UNPLANNED = "no longer planned"
+
+
+def withdrawn() -> ColumnElement[bool]:
+    """Return the condition of a withdrawn forecast: a row planning cancelled (``UNPLANNED``)
+    before any attempt to send it. Neither a message nor a cancelled one: what an earlier
+    plan expected, which a plan made after the same facts would never have queued."""
+    return and_(
+        _c.state == OutboxState.CANCELLED,
+        _c.attempts == 0,
+        _c.last_error.is_not_distinct_from(UNPLANNED),
+    )
+
+
+def _replan_withdrawn(
+    session: Session, ids: list[int], planned: Mapping[str, Notice], now: datetime
+) -> int:
+    """Make the withdrawn forecasts among ``ids`` pending again, as ``planned`` now has them."""
+    if not ids:
+        return 0
+    rows = session.execute(select(_c.id, _c.identity).where(_c.id.in_(ids), withdrawn()))
+    changes = [_bound(id_, planned[identity]) for id_, identity in rows]
+    if not changes:
+        return 0
+    stmt = (
+        update(OUTBOX)
+        .where(_c.id == bindparam("b_id"), withdrawn())
+        .values(
+            **_as_planned(),
+            state=OutboxState.PENDING,
+            last_error=None,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+    return _rowcount(session, stmt, changes)
 
 
 def _refresh_pending(session: Session, changes: list[dict[str, Any]], now: datetime) -> int:
@@ -207,16 +263,20 @@ def _refresh_pending(session: Session, changes: list[dict[str, Any]], now: datet
     stmt = (
         update(OUTBOX)
         .where(_c.id == bindparam("b_id"), _c.state == OutboxState.PENDING)
-        .values(
-            due_at=bindparam("b_due_at"),
-            expires_at=bindparam("b_expires_at"),
-            template=bindparam("b_template"),
-            context=bindparam("b_context"),
-            recipient=bindparam("b_recipient"),
-            updated_at=now,
-        )
+        .values(**_as_planned(), updated_at=now)
     )
     return _rowcount(session, stmt, changes)
+
+
+def _as_planned() -> dict[str, Any]:
+    """Return the SET of a row to the values ``_bound`` binds."""
+    return {
+        "due_at": bindparam("b_due_at"),
+        "expires_at": bindparam("b_expires_at"),
+        "template": bindparam("b_template"),
+        "context": bindparam("b_context"),
+        "recipient": bindparam("b_recipient"),
+    }
 
 
 def cancel_pending(session: Session, identities: Iterable[str], reason: str, now: datetime) -> int:
@@ -316,7 +376,7 @@ def cancel_pending_except(
     keep: AbstractSet[str],
     now: datetime,
     *,
-    reason: str = "no longer planned",
+    reason: str = UNPLANNED,
 ) -> int:
     """Cancel the pending messages of (program, occurrence, job) whose identity is not in ``keep``.
 

@@ -23,6 +23,7 @@ from jobs.storage.db import (
     Person,
 )
 from jobs.storage.obligations import RETIRED
+from jobs.storage.outbox import withdrawn
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +37,21 @@ class StatusRows:
 
 
 def status_rows(session: Session, now: datetime) -> StatusRows:
-    """Return obligations and messages by state, what is due next and what failed last."""
+    """Return obligations and messages by state, what is due next and what failed last.
+
+    One truth whatever the timing: these figures are those a single plan made after every
+    import and fact would give, however plans interleaved with them (issue 15). Two kinds of
+    rows exist only because a plan ran early, and are counted nowhere:
+
+    - a retired obligation (planning no longer produces it): history, never open or escalated;
+    - a withdrawn forecast (``outbox.withdrawn``): a message planning queued and then
+      cancelled itself, because a fact came (a supplier responded, an employee acknowledged)
+      or it expired, before any attempt to send it. Nobody was told anything and nobody
+      decided anything: whether it ever existed depends only on when a plan ran (a daemon
+      planning the people of an import before the facts of the next). "Cancelled" counts the
+      messages someone cancelled (an operator, with a reason) and those planning withdrew
+      after an attempt to send them (a temporary failure being retried), which did happen.
+    """
     c = OutboxMessage
     return StatusRows(
         obligations=list(
@@ -47,7 +62,11 @@ def status_rows(session: Session, now: datetime) -> StatusRows:
             )
         ),
         messages=list(
-            session.execute(select(c.program, c.state, func.count()).group_by(c.program, c.state))
+            session.execute(
+                select(c.program, c.state, func.count())
+                .where(~withdrawn())
+                .group_by(c.program, c.state)
+            )
         ),
         upcoming=list(
             session.execute(
