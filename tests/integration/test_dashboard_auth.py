@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from jobs.storage import users as stored
-from jobs.storage.db import Role, begin_write
+from jobs.storage.db import Role, WebSession, begin_write
 from scheduler.cli.main import cli
 from scheduler.daemon.service import Service
 from scheduler.web import auth, passwords
@@ -300,3 +302,19 @@ def test_a_prompted_password_is_asked_twice(svc: Service) -> None:
     with begin_write(svc.factory) as session:
         found = stored.credentials(session, "dana")
     assert found is not None and passwords.verify(found[1], PASSWORD)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_a_session_ends_after_its_hours(svc: Service) -> None:
+    add_user(svc, "dana", Role.VIEWER)
+    clock = FakeClock(OPEN_WEEK)
+    transport = httpx.ASGITransport(app=create_app(svc, clock=clock))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
+        await sign_in(client, "dana")
+        clock.advance(timedelta(hours=auth.SESSION_HOURS) - timedelta(minutes=1))
+        assert (await client.get("/dashboard/")).status_code == 200
+        with svc.factory() as session:
+            [seen] = session.scalars(select(WebSession.last_seen_at)).all()
+        assert seen == clock.now  # a use more than a minute after the last is noted
+        clock.advance(timedelta(minutes=1))
+        assert (await client.get("/dashboard/")).status_code == 303
