@@ -48,6 +48,7 @@ class PersonView:
     tier: str | None = None
     owner_email: str | None = None
     start_date: date | None = None
+    locale: str | None = None  # the language of their emails; None: the default
 
     @property
     def key(self) -> str:
@@ -256,6 +257,8 @@ class NoticeMaker:
             key = address = to
         elif person is not None:
             key, address = person.key, person.email
+            if person.locale:  # written in the person's language (an owner's: the default)
+                context = {**context, "locale": person.locale}
         else:
             raise ValueError(f"{self.program}/{job}: a notice needs a person or an address")
         self.out.append(

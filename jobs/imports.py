@@ -44,6 +44,7 @@ from pydantic import (
 from config.dates import plausible
 from config.emails import Email
 from config.facts import FactKind
+from config.locales import Locale
 from config.programs import Program
 from jobs.record import RecordError, find_person, record
 from jobs.storage import Session, people
@@ -219,10 +220,13 @@ K = TypeVar("K", bound=Keyed)
 class PersonRow(Keyed):
     name: Name
     email: Email
+    # An optional column: a file without it leaves each person's locale as it is.
+    locale: Locale | None = None
 
     def values(self) -> dict[str, Any]:
         """Return the Person columns this row sets."""
-        return self.model_dump(exclude={"external_id"})
+        unset = set() if "locale" in self.model_fields_set else {"locale"}
+        return self.model_dump(exclude={"external_id", *unset})
 
 
 class SupplierRow(PersonRow):
@@ -281,7 +285,12 @@ PERSON_KINDS: dict[Kind, PersonKind] = {
 
 def columns(model: type[Row]) -> tuple[str, ...]:
     """Return the columns a file for ``model`` must have, in the documented order."""
-    return tuple(model.model_fields)
+    return tuple(name for name, f in model.model_fields.items() if f.is_required())
+
+
+def optional_columns(model: type[Row]) -> tuple[str, ...]:
+    """Return the columns a file for ``model`` may have besides (``locale``)."""
+    return tuple(name for name, f in model.model_fields.items() if not f.is_required())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,11 +299,11 @@ def columns(model: type[Row]) -> tuple[str, ...]:
 Record = tuple[int, dict[str, str | None]]  # (line, {column: cell}); a blank cell is None
 
 
-def read_table(data: bytes, expected: Sequence[str]) -> list[Record]:
+def read_table(data: bytes, expected: Sequence[str], optional: Sequence[str] = ()) -> list[Record]:
     """Return the records of ``data`` (see ``scan``); raise ``ImportErrors`` for any bad one."""
     records: list[Record] = []
     errors: list[RowError] = []
-    for item in scan(io.BytesIO(data), expected):
+    for item in scan(io.BytesIO(data), expected, optional):
         if isinstance(item, RowError):
             errors.append(item)
         else:
@@ -304,7 +313,9 @@ def read_table(data: bytes, expected: Sequence[str]) -> list[Record]:
     return records
 
 
-def scan(stream: BinaryIO, expected: Sequence[str]) -> Iterator[Record | RowError]:
+def scan(
+    stream: BinaryIO, expected: Sequence[str], optional: Sequence[str] = ()
+) -> Iterator[Record | RowError]:
     """Yield each record of the CSV ``stream`` as it is read, or the ``RowError`` of a bad one.
 
     Checks what needs no model: UTF-8 (a BOM is allowed), the header (every expected column,
@@ -324,7 +335,7 @@ def scan(stream: BinaryIO, expected: Sequence[str]) -> Iterator[Record | RowErro
                 continue  # blank lines, and the ",,,," rows spreadsheets leave at the end
             if header is None:
                 header = [cell.strip().lower() for cell in record]
-                _check_header(header, expected, line)
+                _check_header(header, expected, line, optional)
                 continue
             if len(record) > len(header) and not any(c.strip() for c in record[len(header) :]):
                 record = record[: len(header)]
@@ -373,8 +384,10 @@ def _not_utf8(stream: BinaryIO) -> RowError:
     return RowError(row=1, column="", message="not UTF-8 text; save the file as CSV UTF-8")
 
 
-def _check_header(header: list[str], expected: Sequence[str], line: int) -> None:
-    wanted = ",".join(expected)
+def _check_header(
+    header: list[str], expected: Sequence[str], line: int, optional: Sequence[str] = ()
+) -> None:
+    wanted = ",".join(expected) + "".join(f" (optional: {c})" for c in optional)
     errors = [
         RowError(row=line, column=c, message=f"missing column (the header is: {wanted})")
         for c in expected
@@ -384,7 +397,7 @@ def _check_header(header: list[str], expected: Sequence[str], line: int) -> None
     for column in header:
         if column in seen:
             errors.append(RowError(row=line, column=column, message="column appears twice"))
-        elif column not in expected:
+        elif column not in expected and column not in optional:
             errors.append(
                 RowError(
                     row=line,
@@ -596,7 +609,7 @@ def _checked(
     stream: BinaryIO, model: type[K], first: dict[str, int]
 ) -> Iterator[tuple[list[tuple[int, K]], list[RowError]]]:
     """Yield the rows of ``stream`` by batches of ``BATCH``: the valid ones, and the errors."""
-    for batch in _batches(scan(stream, columns(model)), BATCH):
+    for batch in _batches(scan(stream, columns(model), optional_columns(model)), BATCH):
         rows, errors = _parsed(batch, model)
         errors += _duplicates(first, [(line, row.external_id) for line, row in rows])
         yield rows, errors

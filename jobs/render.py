@@ -37,6 +37,7 @@ from markupsafe import Markup, escape
 from calendars.action_links import GRACE, JOB_ACTIONS, Link, sign
 from calendars.notices import Notice
 from calendars.wording import spoken_instant
+from config.locales import fallbacks, parse_locale
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +177,32 @@ def _text_template(template_dir: Path | None, name: str) -> tuple[Template, Temp
     return env.from_string(head.removeprefix("Subject:")), env.from_string("\n" + body)
 
 
-def render(template: str, context: Mapping[str, Any], template_dir: Path | None = None) -> Rendered:
-    """Render ``template`` with ``context`` into a subject, a text body and an HTML body."""
+def _folders(context: Mapping[str, Any]) -> list[str]:
+    """Return the prefixes to look a template up under, in order: the context's ``locale``
+    folders (``fr-CA/``, then ``fr/``), then the top level (``""``, English)."""
     try:
-        texts = _text_template(template_dir, f"{template}.txt")
+        found = fallbacks(parse_locale(str(context["locale"]))) if context.get("locale") else []
+    except ValueError:  # stored by hand, not through an import: the default templates
+        found = []
+    return [*(f"{f}/" for f in found), ""]
+
+
+def render(template: str, context: Mapping[str, Any], template_dir: Path | None = None) -> Rendered:
+    """Render ``template`` with ``context`` into a subject, a text body and an HTML body.
+
+    With a ``locale`` in the context (the recipient's), the templates of that locale's folder
+    come first (``fr-CA/`` then ``fr/``, in the configured directory, then in the shipped
+    ones), and the top level (English) is the fallback. A message's text and its own HTML
+    come from the same folder, so a translation is never mixed with another language.
+    """
+    folder = ""
+    try:
+        texts = None
+        for candidate in _folders(context):
+            texts = _text_template(template_dir, f"{candidate}{template}.txt")
+            if texts is not None:
+                folder = candidate
+                break
         parts = None if texts is None else (texts[0].render(context), texts[1].render(context))
     except TemplateError:
         raise
@@ -192,7 +215,7 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
     subject = " ".join(head.split())
     text = body.strip() + "\n"
     try:
-        found = _template(template_dir, f"{template}.html")
+        found = _template(template_dir, f"{folder}{template}.html")
         html = _layout(text, context, template_dir) if found is None else found.render(context)
     except Exception as exc:
         raise TemplateError(f"{template}.html: {exc}") from None
@@ -218,7 +241,14 @@ def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) ->
                 Markup("<ul>" + "".join(f"<li>{escape(i[2:])}</li>" for i in items) + "</ul>")
             )
     url = context.get("action_url")
-    layout = _template(template_dir, "layout.html")
+    layout = next(
+        (
+            found
+            for f in _folders(context)
+            if (found := _template(template_dir, f"{f}layout.html")) is not None
+        ),
+        None,
+    )
     if layout is None:
         raise TemplateError("no template layout.html")
     action = context.get("action")

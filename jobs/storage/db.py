@@ -218,6 +218,8 @@ class Person(Base):
     # The internal owner of a supplier relationship: where its escalations go.
     owner_email: Mapped[str | None] = mapped_column(EMAIL)
     start_date: Mapped[date | None] = mapped_column(Date)
+    # The language of the person's emails (``config.locales``); NULL: the default templates.
+    locale: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

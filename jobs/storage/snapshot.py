@@ -90,6 +90,7 @@ def person_view(p: Person) -> PersonView:
         tier=p.tier.value if p.tier else None,
         owner_email=p.owner_email,
         start_date=p.start_date,
+        locale=p.locale,
     )
 
 
