@@ -639,3 +639,22 @@ def test_a_large_file_is_read_a_batch_at_a_time(session: Session, tmp_path: Path
 
     small, large = peak(1_000, "A"), peak(6_000, "B")
     assert large < 1.5 * small, (small, large)
+
+
+def test_change_lines_beyond_the_audit_limit_are_counted_not_kept(
+    session: Session, tmp_path: Path
+) -> None:
+    """A file that changes every row keeps 1,000 change lines (in memory and in the audit row)
+    and counts the rest."""
+
+    def suppliers(name: str) -> Path:
+        rows = "".join(f"S{n:04d},{name} {n},s{n}@s.example,indirect,\n" for n in range(1, 1101))
+        return write(tmp_path, SUPPLIERS + rows)
+
+    import_csv(session, "suppliers", suppliers("Supplier"), now=T0, actor=ACTOR)
+    report = import_csv(session, "suppliers", suppliers("Vendor"), now=T1, actor=ACTOR)
+
+    assert (report.updated, len(report.changes), report.more_changes) == (1100, 1000, 100)
+    audit = session.scalars(select(EventLog).order_by(EventLog.id.desc())).first()
+    assert audit is not None
+    assert (len(audit.payload["changes"]), audit.payload["changes_omitted"]) == (1000, 100)
