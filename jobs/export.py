@@ -137,28 +137,34 @@ def tallied(rows: Iterator[ObligationRow], tallies: dict[str, Tally]) -> Iterato
 def write(
     session: Session,
     program: str,
-    fmt: Format,
+    fmt: Format | Literal["statistics"],
     out: IO[bytes],
     *,
     due_from: datetime | None = None,
     due_to: datetime | None = None,
 ) -> dict[str, Tally]:
-    """Write ``program``'s evidence to ``out`` as it is read; return the statistics."""
+    """Write ``program``'s evidence to ``out`` as it is read (``statistics``: only the survey
+    statistics, as CSV, the rows counted and dropped); return the statistics."""
     from jobs.storage import evidence
 
     tallies: dict[str, Tally] = {}
     rows = tallied(
         evidence.obligations(session, program, due_from=due_from, due_to=due_to), tallies
     )
-    if fmt == "csv":
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-        try:
-            write_csv(text, rows, tallies)
-        finally:
-            text.flush()
-            text.detach()
-    else:
+    if fmt == "xlsx":
         write_xlsx(out, rows, tallies)
+        return tallies
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+    try:
+        if fmt == "csv":
+            write_csv(text, rows, tallies)
+        else:
+            for _ in rows:
+                pass
+            csv.writer(text, lineterminator="\r\n").writerows(statistics_csv(tallies)[1:])
+    finally:
+        text.flush()
+        text.detach()
     return tallies
 
 
@@ -194,29 +200,3 @@ def write_xlsx(out: Any, rows: Iterator[list[Any]], tallies: dict[str, Tally]) -
     for occurrence, tally in sorted(tallies.items()):
         stats.append([csv_cell(v) for v in tally.row(occurrence)])
     book.save(out)
-
-
-def write_statistics(
-    session: Session,
-    program: str,
-    out: IO[bytes],
-    *,
-    due_from: datetime | None = None,
-    due_to: datetime | None = None,
-) -> dict[str, Tally]:
-    """Write only the survey statistics of ``program`` to ``out`` as CSV (rows are counted as
-    they are read, not kept)."""
-    from jobs.storage import evidence
-
-    tallies: dict[str, Tally] = {}
-    for _ in tallied(
-        evidence.obligations(session, program, due_from=due_from, due_to=due_to), tallies
-    ):
-        pass
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
-    try:
-        csv.writer(text, lineterminator="\r\n").writerows(statistics_csv(tallies)[1:])
-    finally:
-        text.flush()
-        text.detach()
-    return tallies

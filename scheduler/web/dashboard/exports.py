@@ -16,7 +16,7 @@ import queue
 import threading
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,7 +29,7 @@ from scheduler.web.dashboard.pages import message, render
 
 CHUNK = 64 * 1024
 DEPTH = 8
-FILES = {
+FILES: dict[str, export.Format | Literal["statistics"]] = {
     "evidence.csv": "csv",
     "evidence.xlsx": "xlsx",
     "statistics.csv": "statistics",
@@ -157,11 +157,7 @@ async def download(request: Request) -> Response:
 
     def produce(out: IO[bytes]) -> None:
         with factory() as session:
-            if what == "statistics":
-                export.write_statistics(session, program, out, due_from=due_from, due_to=due_to)
-            else:
-                fmt: export.Format = "xlsx" if what == "xlsx" else "csv"
-                export.write(session, program, fmt, out, due_from=due_from, due_to=due_to)
+            export.write(session, program, what, out, due_from=due_from, due_to=due_to)
 
     media = export.MEDIA_TYPES["xlsx" if what == "xlsx" else "csv"]
     return StreamingResponse(
