@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+import icalendar
 import openpyxl
 import pytest
 from sqlalchemy import update
@@ -25,7 +27,7 @@ from sqlalchemy import update
 from jobs.export import COLUMNS, STAT_COLUMNS
 from jobs.storage.db import OutboxMessage, OutboxState, begin_write
 from scheduler.web.dashboard import deliveries
-from tests.dashboard_desk import CMRT, FIXED, GONE, Desk, csrf, opened
+from tests.dashboard_desk import CMRT, FIXED, GONE, NOW, Desk, csrf, opened
 from tests.world import OFFER
 
 
@@ -252,6 +254,23 @@ def test_the_calendar_shows_the_next_90_days_as_the_feeds_do(desk: Desk) -> None
     offer = text[text.index("Stock Option Exchange") :]
     assert "Monday 20 January 2003" in offer
     assert "9:00 PM PST" in offer and "Election cutoff (elections and withdrawals close)" in offer
+
+
+def test_the_calendar_holds_what_the_public_feed_publishes_in_the_window(desk: Desk) -> None:
+    with desk.client("victor") as viewer:
+        page = viewer.get("/dashboard/calendar").text
+        feed = viewer.get("/feeds/public/program:fcpa:representatives.ics")
+    assert feed.status_code == 200
+    fcpa = page[page.index("FCPA policy acknowledgments") :]
+    today = NOW.astimezone(ZoneInfo("America/Los_Angeles")).date()
+    shown = 0
+    for event in icalendar.Calendar.from_ical(feed.content).walk("VEVENT"):
+        start = event.decoded("DTSTART")
+        day = start if not isinstance(start, datetime) else start.date()
+        if today <= day < today + timedelta(days=90):
+            assert str(event["SUMMARY"]) in fcpa
+            shown += 1
+    assert shown >= 1
 
 
 def test_deliveries_page_by_due_then_id_and_list_the_retrying(
