@@ -114,6 +114,8 @@ async def test_search_filter_and_hostile_names(viewer: httpx.AsyncClient) -> Non
     assert _ROW.findall((await viewer.get(f"/dashboard/programs/{CMRT}?q=%25")).text) == []
     person = await viewer.get("/dashboard/people/supplier:S999")
     assert person.status_code == 200 and HOSTILE not in person.text
+    assert "What they are asked" in person.text
+    assert f'<a href="/dashboard/programs/{CMRT}">{CMRT}</a>' in person.text
     # A viewer sees no feed buttons, and the action itself is refused.
     assert "Rotate the URL" not in person.text and "Issue a URL" not in person.text
     csrf = _CSRF.search(person.text)

@@ -12,7 +12,7 @@ from calendars.notices import PersonView
 from jobs.storage.dashboard import Curve
 from jobs.storage.messages import Message
 from scheduler.web.dashboard.overview import HEIGHT, PAD_BOTTOM, WIDTH, chart
-from scheduler.web.dashboard.person import Loaded, sent_text, timeline
+from scheduler.web.dashboard.person import Loaded, owed, sent_text, timeline
 
 LA = ZoneInfo("America/Los_Angeles")
 DUE = datetime(2017, 6, 1, 7, tzinfo=UTC)  # 2017-06-01 00:00 PDT
@@ -101,3 +101,24 @@ def test_timeline_is_newest_first_in_the_zone() -> None:
     assert (first.kind, first.when) == ("event", "2017-02-01 04:00 PST")
     assert (second.title, second.when) == ("fcpa_request to e1@example.com", "2017-01-10 09:00 PST")
     assert second.detail == "fcpa · 250 2.0.0 Ok: queued" and second.text == "Hello\n"
+
+
+def test_owed_leaves_retired_out_and_uses_each_programs_zone() -> None:
+    loaded = Loaded(
+        person=PersonView(id=1, kind="supplier", external_id="S1", name="S", email="s@x.example"),
+        messages=[],
+        texts={},
+        events=[],
+        feed_since=None,
+        owes=[
+            {
+                "program": "cmrt",
+                "occurrence": "2016",
+                "state": "pending",
+                "due_at": "2017-02-10T17:00:00+00:00",
+            },
+            {"program": "fcpa", "occurrence": "2017", "state": "retired", "due_at": None},
+        ],
+    )
+    [only] = owed(loaded, {"cmrt": ZoneInfo("America/New_York")}, LA)
+    assert (only.program, only.state, only.due) == ("cmrt", "pending", "2017-02-10 12:00 EST")

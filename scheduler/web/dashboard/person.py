@@ -14,7 +14,7 @@ import email
 import email.policy
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
@@ -28,6 +28,7 @@ from starlette.routing import Route
 from calendars.notices import PersonView
 from jobs.storage import actions, evidence, messages, reads, tokens
 from jobs.storage.db import begin_write
+from jobs.storage.obligations import RETIRED
 from scheduler.web.auth import Role, check_csrf, require
 from scheduler.web.dashboard.context import Dashboard, dashboard_of
 from scheduler.web.dashboard.pages import message, render
@@ -58,6 +59,34 @@ class Loaded:
     texts: dict[int, tuple[int | None, str, bytes]]  # outbox id: (code, reply, bytes)
     events: list[dict[str, Any]]
     feed_since: datetime | None
+    owes: list[dict[str, Any]] = field(default_factory=list)  # obligations, as the API gives them
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Owed:
+    program: str
+    occurrence: str
+    state: str
+    due: str
+
+
+def owed(loaded: Loaded, zones: dict[str, ZoneInfo], default: ZoneInfo) -> list[Owed]:
+    """Say each live obligation of the person, its due date in its program's zone."""
+    out = []
+    for o in loaded.owes:
+        if o["state"] == RETIRED:
+            continue
+        zone = zones.get(o["program"], default)
+        due = datetime.fromisoformat(o["due_at"]) if o["due_at"] else None
+        out.append(
+            Owed(
+                program=o["program"],
+                occurrence=o["occurrence"],
+                state=o["state"],
+                due=f"{due.astimezone(zone):%Y-%m-%d %H:%M %Z}" if due else "",
+            )
+        )
+    return out
 
 
 def sent_text(data: bytes) -> str:
@@ -129,6 +158,9 @@ def _load(context: Dashboard, key: str) -> Loaded | None:
             texts=texts,
             events=reads.events(session, person_id=person.id, limit=TIMELINE),
             feed_since=active[-1].created_at if active else None,
+            owes=reads.obligations(
+                session, reads.ObligationFilters(person_id=person.id), limit=TIMELINE
+            ),
         )
 
 
@@ -152,6 +184,7 @@ async def _show(request: Request, *, issued: str | None, notice: str) -> Respons
         person=loaded.person,
         key=key,
         entries=timeline(loaded, zone),
+        owes=owed(loaded, {p.id: p.zone for p in context.programs.values()}, zone),
         feed_since=(
             f"{loaded.feed_since.astimezone(zone):%Y-%m-%d %H:%M %Z}" if loaded.feed_since else ""
         ),
