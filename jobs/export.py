@@ -11,8 +11,7 @@ after the rows; XLSX (openpyxl, write-only) in a sheet of their own.
 come from ``jobs.storage.evidence`` in keyset batches and go out as they come, to a file or to
 any binary stream (a non-seekable one too: the XLSX zip then uses data descriptors), so
 neither holds a table or a whole file. Any text cell that a spreadsheet would read as a
-formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is prefixed
-with ``'``.
+formula is prefixed with ``'`` (``config.cells``).
 
 Nothing heavy is imported at module level: the CLI's start stays fast.
 """
@@ -25,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
+
+from config.cells import csv_cell
 
 if TYPE_CHECKING:
     from jobs.storage import Session
@@ -52,18 +53,10 @@ STAT_COLUMNS = ["occurrence", "surveyed", "responded", "complete", "response_rat
 #: Obligation states that mean the person answered, and answered completely.
 ANSWERED = {"complete", "incomplete", "acknowledged", "elected"}
 COMPLETE = {"complete", "acknowledged", "elected"}
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MEDIA_TYPES: dict[Format, str] = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-
-
-def csv_cell(value: object) -> object:
-    """Return ``value`` with a leading ``'`` if a spreadsheet would take it for a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _when(value: datetime | None) -> str:

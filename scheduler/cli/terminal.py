@@ -12,7 +12,7 @@ reaches the terminal through ``click.echo`` and Rich. Nothing in it may act:
   (``cell``), or through ``click.echo``. ``[/x]`` in an address would otherwise end the
   output with a MarkupError, and ``[white on white]`` hide what follows.
 - A CSV cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a CR is prefixed with ``'``
-  (``csv_cell``, from ``jobs.export``, which the dashboard's downloads share): a spreadsheet
+  (``csv_cell``, from ``config.cells``, which every export shares): a spreadsheet
   shows it instead of running it as a formula (OWASP, "CSV Injection").
 
 Rich is imported only by ``cell``: ``tickler --help`` and ``plan`` must start fast (``main``).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from jobs.export import FORMULA_START, csv_cell
+from config.cells import FORMULA_START, csv_cell
 
 if TYPE_CHECKING:
     from rich.text import Text
