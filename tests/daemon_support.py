@@ -221,9 +221,11 @@ def sink_process(tmp_path: Path, port: int = 0) -> Iterator[SinkProcess]:
 
 
 def daemon_command(now: datetime) -> list[str]:
-    """Return the command line of ``tickler --now NOW run`` (the daemon's clock starts at NOW)."""
+    """Return the command line of ``tickler --now NOW@UNIX run``: the daemon's clock reads NOW
+    at this call (UNIX), not whenever the process gets going, so that daemons started one
+    after the other with ``now`` moved on by the time between share one clock."""
     command = "from scheduler.cli.main import main; main()"
-    return [sys.executable, "-c", command, "--now", now.isoformat(), "run"]
+    return [sys.executable, "-c", command, "--now", f"{now.isoformat()}@{time.time()!r}", "run"]
 
 
 def daemon_env(

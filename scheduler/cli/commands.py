@@ -69,7 +69,7 @@ def run(obj: Context, sweep: float | None) -> None:
     service = _service(obj)
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
     pretend = click.get_current_context().find_root().params.get("now_text") is not None
-    clock = clock_from(obj.now) if pretend else utc_now
+    clock = clock_from(obj.now, origin=obj.read_at) if pretend else utc_now
     daemon = Daemon(service, clock=clock, sweep=sweep or obj.settings.sweep_seconds)
 
     settings = obj.settings

@@ -6,6 +6,7 @@ The command modules import this, and ``main`` imports them: the imports of the C
 from __future__ import annotations
 
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -31,6 +32,10 @@ class Context:
     def __init__(self, settings: Settings, now: datetime) -> None:
         self.settings = settings
         self.now = now
+        # time.monotonic() when the clock read ``now``: a daemon's pretend clock (``--now``)
+        # runs on from here, not from after the server stack's imports (seconds on a busy
+        # machine, and not the same for two replicas started together).
+        self.read_at = time.monotonic()
 
     def programs(self, config_dir: Path | None = None) -> list[Program]:
         # Imported here: `tickler --version` and `--help` never read a program file.

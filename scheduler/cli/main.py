@@ -12,9 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,15 +34,31 @@ if TYPE_CHECKING:
 
 
 def _instant(value: str | None) -> datetime:
+    """Return the clock's reading, or the instant ``--now`` pretends it is.
+
+    ``INSTANT@UNIX`` is INSTANT as of the Unix time UNIX, moved on by the real time since: a
+    test that starts several daemons one after the other gives them one pretend clock, however
+    long each took to start (replicas whose clocks disagree by a lease reap each other's live
+    claims).
+    """
     if value is None:
         return datetime.now(UTC)
+    text, anchored, unix = value.partition("@")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 instant") from None
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 instant") from None
     if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. 2003-01-21T05:00:00+00:00")
-    return parsed
+        raise click.BadParameter(f"{text!r} needs a UTC offset, e.g. 2003-01-21T05:00:00+00:00")
+    if not anchored:
+        return parsed
+    try:
+        since = float(unix)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        raise click.BadParameter(f"{unix!r} after @ is not a Unix time in seconds")
+    return parsed + timedelta(seconds=time.time() - since)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

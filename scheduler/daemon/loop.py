@@ -38,9 +38,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def clock_from(start: datetime) -> Clock:
-    """Return a clock that reads ``start`` now and then advances in real time (``--now``)."""
-    origin = time.monotonic()
+def clock_from(start: datetime, *, origin: float | None = None) -> Clock:
+    """Return a clock that read ``start`` at ``time.monotonic()`` ``origin`` (default: now)
+    and advances in real time (``--now``)."""
+    origin = time.monotonic() if origin is None else origin
 
     def clock() -> datetime:
         return start + timedelta(seconds=time.monotonic() - origin)

@@ -8,13 +8,15 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from scheduler.cli.main import cli
+from scheduler.cli.main import _instant, cli
 
 TICKLER = Path(sys.executable).parent / "tickler"
 
@@ -143,6 +145,10 @@ def test_csv_and_table() -> None:
         (["plan", "--from", "2018-01-01", "--to", "2017-01-01"], "is before --from"),
         (["plan", "--format", "xml"], "Invalid value for '--format'"),
         (["--now", "2026-01-01T00:00:00", "plan"], "needs a UTC offset"),
+        (["--now", "2026-01-01T00:00:00Z@", "plan"], "'' after @ is not a Unix time"),
+        (["--now", "2026-01-01T00:00:00Z@soon", "plan"], "'soon' after @ is not a Unix time"),
+        (["--now", "2026-01-01T00:00:00Z@nan", "plan"], "'nan' after @ is not a Unix time"),
+        (["--now", "2026-01-01T00:00:00Z@1.5@2", "plan"], "'1.5@2' after @ is not a Unix time"),
         (["plan", "--config", "/nonexistent"], "not a directory"),
     ],
 )
@@ -172,3 +178,10 @@ def test_the_installed_command(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "fcpa.toml: name: required field is missing" in bad.stderr
+
+
+def test_now_at_a_unix_time_is_moved_on_by_the_real_time_since() -> None:
+    # What tests give daemons started one after the other: one pretend clock for all.
+    an_hour_ago = time.time() - 3600
+    now = _instant(f"2026-01-01T00:00:00+00:00@{an_hour_ago!r}")
+    assert timedelta(minutes=59) < now - datetime(2026, 1, 1, tzinfo=UTC) < timedelta(minutes=61)
