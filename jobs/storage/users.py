@@ -101,6 +101,23 @@ def set_password(session: Session, username: str, password_hash: str, now: datet
     return end_all(session, user_id)
 
 
+def change(
+    session: Session, username: str, *, disabled: bool | None = None, role: Role | None = None
+) -> int:
+    """Disable or enable the account, or give it another role; end its sessions (a session
+    carries what its user could do when it began). Return how many sessions were ended."""
+    user_id = session.scalar(select(User.id).where(User.username == username))
+    if user_id is None:
+        raise UserError(f"no user {username!r}")
+    values: dict[str, object] = {}
+    if disabled is not None:
+        values["disabled"] = disabled
+    if role is not None:
+        values["role"] = role
+    session.execute(update(User).where(User.id == user_id).values(**values))
+    return end_all(session, user_id)
+
+
 def credentials(session: Session, username: str) -> tuple[Account, str] | None:
     """Return the account named ``username`` and its stored hash, or None."""
     user = session.scalar(select(User).where(User.username == username))

@@ -1,4 +1,5 @@
-"""``tickler users``: the dashboard's accounts (add, remove, list, passwd).
+"""``tickler users``: the dashboard's accounts (add, remove, list, passwd, disable, enable,
+role).
 
 A password is asked twice at a prompt that does not echo, or read from the first line of
 standard input with ``--password-stdin`` (for scripts: never on the command line, where
@@ -21,6 +22,7 @@ from scheduler.cli.context import Context, fail
 from scheduler.cli.terminal import cell, shown
 
 if TYPE_CHECKING:
+    from jobs.storage.db import Role
     from scheduler.daemon.service import Service
 
 ROLES = ("viewer", "operator", "admin")
@@ -139,6 +141,52 @@ def passwd_command(obj: Context, username: str, password_stdin: bool) -> None:
     finally:
         service.engine.dispose()
     click.echo(shown(f"password of {username} changed; {ended} session(s) ended"))
+
+
+def _change_account(
+    obj: Context, username: str, *, disabled: bool | None = None, role: Role | None = None
+) -> int:
+    from jobs.storage import users as stored
+    from jobs.storage.db import begin_write
+
+    service = _service(obj)
+    try:
+        with begin_write(service.factory) as session:
+            return stored.change(session, username, disabled=disabled, role=role)
+    except stored.UserError as exc:
+        fail(str(exc))
+    finally:
+        service.engine.dispose()
+
+
+@users.command("disable")
+@NAME
+@click.pass_obj
+def disable_command(obj: Context, username: str) -> None:
+    """Refuse the account's sign-ins and end its sessions; kept, with its name in the log."""
+    ended = _change_account(obj, username, disabled=True)
+    click.echo(shown(f"disabled {username}; {ended} session(s) ended"))
+
+
+@users.command("enable")
+@NAME
+@click.pass_obj
+def enable_command(obj: Context, username: str) -> None:
+    """Let a disabled account sign in again."""
+    _change_account(obj, username, disabled=False)
+    click.echo(shown(f"enabled {username}"))
+
+
+@users.command("role")
+@NAME
+@click.argument("role", type=click.Choice(ROLES))
+@click.pass_obj
+def role_command(obj: Context, username: str, role: str) -> None:
+    """Give the account another role; its sessions end, so the next page asks again."""
+    from jobs.storage.db import Role
+
+    ended = _change_account(obj, username, role=Role(role))
+    click.echo(shown(f"{username} is now {role}; {ended} session(s) ended"))
 
 
 @users.command("list")

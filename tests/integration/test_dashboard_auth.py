@@ -318,3 +318,33 @@ async def test_a_session_ends_after_its_hours(svc: Service) -> None:
         assert seen == clock.now  # a use more than a minute after the last is noted
         clock.advance(timedelta(minutes=1))
         assert (await client.get("/dashboard/")).status_code == 303
+
+
+async def test_disable_enable_and_role_change(svc: Service, client: httpx.AsyncClient) -> None:
+    """A disabled account's session ends and its sign-in is refused; enabled, it signs in; a
+    new role ends the sessions begun under the old one and takes effect at the next sign-in."""
+    env = {"TICKLER_DATABASE_URL": svc.settings.database_url}
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["users", *args], env=env)
+        return result.exit_code, result.output
+
+    add_user(svc, "dana", Role.VIEWER)
+    await sign_in(client, "dana")
+    assert (await client.get("/dashboard/operate")).status_code == 403
+    assert run("disable", "dana") == (0, "disabled dana; 1 session(s) ended\n")
+    assert (await client.get("/dashboard/")).status_code == 303
+    assert (await sign_in(client, "dana")).status_code == 401
+    assert run("enable", "dana") == (0, "enabled dana\n")
+    assert (await sign_in(client, "dana")).status_code == 303
+    assert run("role", "dana", "operator") == (0, "dana is now operator; 1 session(s) ended\n")
+    assert (await client.get("/dashboard/")).status_code == 303
+    await sign_in(client, "dana")
+    assert (await client.get("/dashboard/operate")).text == "hello dana"
+    # Bad input names what is wrong and changes nothing.
+    assert run("disable", "nobody") == (2, "error: no user 'nobody'\n")
+    code, out = run("role", "dana", "boss")
+    assert code == 2 and "'boss' is not one of" in out
+    with svc.factory() as session:
+        [account] = stored.listing(session)
+    assert (account.role, account.disabled) == (Role.OPERATOR, False)
