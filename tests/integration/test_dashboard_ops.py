@@ -85,6 +85,8 @@ def test_correct_the_address_then_retry_delivers_it_logged_with_who(desk: Desk) 
         assert fixed.status_code == 303
         assert fixed.headers["location"].startswith(desk.server.url + "/dashboard/messages/")
         assert desk.email_of("S002") == FIXED
+        corrected = operator.get(fixed.headers["location"])
+        assert f"now {FIXED}: a retry or a resend goes there" in corrected.text
         [change] = desk.events("import")[-1:]
         assert (change.actor, change.payload["by_hand"]) == ("user:alice", "new contact by phone")
         assert change.payload["changes"] == [f"supplier:S002 email: {GONE} -> {FIXED}"]

@@ -169,7 +169,15 @@ def test_a_delivery_row_says_what_went_wrong_and_what_may_be_done(
 
 
 def test_a_message_page_offers_the_address_only_for_the_persons_own_message() -> None:
-    own = deliveries.detail(message(), programs=BY_ID, sent=None, actions=[], resent_as=[], now=NOW)
+    own = deliveries.detail(
+        message(),
+        programs=BY_ID,
+        sent=None,
+        actions=[],
+        resent_as=[],
+        current="s002@example.com",
+        now=NOW,
+    )
     assert own.own_address and not own.can_resend
     escalation = message(
         identity="conflict-minerals-2016/2016/owner:buyer@example.com/cmrt_escalation",
@@ -178,7 +186,13 @@ def test_a_message_page_offers_the_address_only_for_the_persons_own_message() ->
         state="sent",
     )
     other = deliveries.detail(
-        escalation, programs=BY_ID, sent=(250, "ok"), actions=[], resent_as=[3], now=NOW
+        escalation,
+        programs=BY_ID,
+        sent=(250, "ok"),
+        actions=[],
+        resent_as=[3],
+        current="s002@example.com",
+        now=NOW,
     )
     assert not other.own_address and other.can_resend and other.sent_reply == "250 ok"
 

@@ -32,9 +32,9 @@ from starlette.routing import Route
 
 from config.programs import Program
 from jobs.record import RecordError, correct_email
-from jobs.storage import evidence
+from jobs.storage import Session, evidence, people
 from jobs.storage import messages as store
-from jobs.storage.db import EventLog, EventSource, begin_write
+from jobs.storage.db import EventLog, EventSource, PersonKind, begin_write
 from scheduler.web.auth import Role, User, auth_of, check_csrf, require
 from scheduler.web.dashboard.context import dashboard_of
 from scheduler.web.dashboard.pages import message, render
@@ -85,6 +85,7 @@ class Detail:
     sent: str
     sent_reply: str
     own_address: bool  # the person's own message: their address can be corrected here
+    current: str  # where a retry or a resend would go now
     can_resend: bool
     actions: list[tuple[str, str, str, str]]  # (when, what, who, reason)
     resent_as: list[int]
@@ -152,6 +153,7 @@ def detail(
     sent: tuple[int | None, str] | None,
     actions: Sequence[EventLog],
     resent_as: Sequence[int],
+    current: str,
     now: datetime,
 ) -> Detail:
     """Return the message page's view of ``m`` and what was done to it."""
@@ -165,6 +167,7 @@ def detail(
         sent=when(m.sent_at, zone),
         sent_reply=(f"{sent[0] if sent[0] is not None else '-'} {sent[1]}" if sent else ""),
         own_address=own,
+        current=current,
         can_resend=m.state == "sent",
         actions=[
             (
@@ -248,6 +251,7 @@ async def _page(
                 sent=evidence.replies(session, [m.id]).get(m.id),
                 actions=store.events(session, m),
                 resent_as=store.resends(session, m.id),
+                current=_current(session, m),
                 now=now,
             )
 
@@ -266,6 +270,16 @@ async def _page(
         done=DONE.get(request.query_params.get("done", ""), ""),
         operator=user.may(Role.OPERATOR),
     )
+
+
+def _current(session: Session, m: store.Message) -> str:
+    """Return where a retry or a resend of ``m`` goes now: the person's address when it is
+    their own message (``jobs.storage.messages`` does the same), else the one it had."""
+    if m.person is None or not store.to_person(m):
+        return m.recipient
+    kind, _, external_id = m.person.partition(":")
+    person = people.find(session, PersonKind(kind), external_id)
+    return person.email if person is not None else m.recipient
 
 
 async def act(request: Request) -> Response:
