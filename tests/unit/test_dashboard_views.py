@@ -99,7 +99,8 @@ def test_timeline_is_newest_first_in_the_zone() -> None:
     )
     first, second = timeline(loaded, LA)
     assert (first.kind, first.when) == ("event", "2017-02-01 04:00 PST")
-    assert (second.title, second.when) == ("fcpa_request to e1@example.com", "2017-01-10 09:00 PST")
+    assert (second.title, second.when) == ("FCPA request to e1@example.com", "2017-01-10 09:00 PST")
+    assert second.href == "/dashboard/messages/7" and first.href == ""  # its page: retry, resend
     assert second.detail == "fcpa · 250 2.0.0 Ok: queued" and second.text == "Hello\n"
 
 

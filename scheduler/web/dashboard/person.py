@@ -26,10 +26,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from calendars.notices import PersonView
+from jobs.digest import readable
 from jobs.storage import actions, evidence, messages, reads, tokens
 from jobs.storage.db import begin_write
 from jobs.storage.obligations import RETIRED
-from scheduler.web.auth import Role, check_csrf, require
+from scheduler.web.auth import PREFIX, Role, check_csrf, require
 from scheduler.web.dashboard.context import Dashboard, dashboard_of
 from scheduler.web.dashboard.pages import message, render
 
@@ -50,6 +51,7 @@ class Entry:
     state: str
     detail: str  # the server's reply, the actor
     text: str  # the message as sent, or the fact's payload
+    href: str = ""  # a message's own page (retry, cancel, resend, the address)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,12 +113,13 @@ def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
                 at=at,
                 when=f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
                 kind="message",
-                title=f"{m.job} to {m.recipient}",
+                title=f"{readable(m.job)} to {m.recipient}",
                 state=m.state,
                 detail=" · ".join(
                     part for part in (m.program, f"{code or ''} {reply}".strip()) if part
                 ),
                 text=sent_text(data) if data else "",
+                href=f"{PREFIX}/messages/{m.id}",
             )
         )
     for e in loaded.events:
