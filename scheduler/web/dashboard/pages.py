@@ -15,6 +15,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from jobs.digest import readable
 from scheduler.web.auth import User
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -27,6 +28,8 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# A job's name as people say it ("CMRT follow up"), as the digest writes it.
+_env.filters["job"] = readable
 
 
 def render(

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config.programs import Program
+from jobs.digest import readable
 from jobs.storage import dashboard as stored
 from scheduler.web.auth import Role, require
 from scheduler.web.dashboard.context import dashboard_of
@@ -91,8 +92,10 @@ def lines(rows: list[stored.Row], program: Program, now: datetime) -> list[Line]
         Line(
             row=r,
             due=when(r.due_at, zone),
-            last=f"{r.last_job} {when(r.last_sent, zone)}" if r.last_sent else "none",
-            next=f"{r.next_job} {when(r.next_due, zone)}" if r.next_due else "none",
+            last=f"{readable(r.last_job or '')} {when(r.last_sent, zone)}"
+            if r.last_sent
+            else "none",
+            next=f"{readable(r.next_job or '')} {when(r.next_due, zone)}" if r.next_due else "none",
         )
         for r in rows
     ]
