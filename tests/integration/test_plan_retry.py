@@ -36,6 +36,7 @@ from tests.daemon_support import WAVE_1, Database, database, eventually
 from tests.smtp_sink import Server, sinks
 
 LOCK_WAIT = 0.2  # seconds the daemon waits for a lock before its statement fails
+WAVE = 5  # suppliers, so wave-1 requests
 
 
 @pytest.fixture
@@ -96,13 +97,22 @@ def service_for(db: Database, smtp: Server, tmp_path: Path) -> Service:
     return Service(settings, load_programs(None), engine=engine, transport=smtp.transport())
 
 
+def daemon_for(db: Database, smtp: Server, tmp_path: Path) -> Daemon:
+    db.add_suppliers(WAVE, SupplierTier.DIRECT)
+    service = service_for(db, smtp, tmp_path)
+    year = 365 * 24 * 3600.0  # longer than this machine has been up: only a retry can plan
+    return Daemon(service, clock=lambda: WAVE_1, sweep=0.2, poll=0.2, full_every=year)
+
+
+def wave_sent(db: Database) -> bool:
+    requests = db.messages(OutboxMessage.job == "cmrt_request", OutboxMessage.due_at <= WAVE_1)
+    return len(requests) == WAVE and {m.state for m in requests} == {OutboxState.SENT}
+
+
 async def test_a_whole_plan_that_failed_is_made_again_by_the_next_sweep(
     db: Database, smtp: Server, tmp_path: Path
 ) -> None:
-    db.add_suppliers(5, SupplierTier.DIRECT)
-    service = service_for(db, smtp, tmp_path)
-    year = 365 * 24 * 3600.0  # longer than this machine has been up: only a retry can plan
-    daemon = Daemon(service, clock=lambda: WAVE_1, sweep=0.2, poll=0.2, full_every=year)
+    daemon = daemon_for(db, smtp, tmp_path)
     task: asyncio.Task[None] | None = None
     try:
         with ExitStack() as fault:
@@ -122,16 +132,46 @@ async def test_a_whole_plan_that_failed_is_made_again_by_the_next_sweep(
         await eventually(
             lambda: daemon.plan_error is None, timeout=5, what="a plan succeeds after the lock"
         )
-
-        def requests() -> list[OutboxMessage]:
-            return db.messages(OutboxMessage.job == "cmrt_request", OutboxMessage.due_at <= WAVE_1)
-
         await eventually(
-            lambda: len(requests()) == 5 and {m.state for m in requests()} == {OutboxState.SENT},
-            timeout=10,
-            what="the wave planned and sent once the lock is released",
+            lambda: wave_sent(db), timeout=10, what="the wave planned and sent after the lock"
         )
     finally:
+        daemon.stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, timeout=10)
+
+    assert task is not None and task.exception() is None
+    sent = db.messages(OutboxMessage.state == OutboxState.SENT)
+    assert smtp.recorder.message_ids == Counter(m.message_id for m in sent)
+
+
+async def test_a_whole_plan_that_failed_before_reading_the_event_log_is_made_again(
+    db: Database, smtp: Server, tmp_path: Path
+) -> None:
+    """The database refuses even reads at start (the event log locked): the whole plan fails
+    before the daemon has read the log, so no tick can plan incrementally; the next tick
+    starts the whole plan again."""
+    if make_url(db.url).get_backend_name() == "sqlite":
+        pytest.skip("an SQLite reader (WAL) never waits for a lock")
+    daemon = daemon_for(db, smtp, tmp_path)
+    task: asyncio.Task[None] | None = None
+    engine = make_engine(db.url)
+    try:
+        with engine.connect() as blocker:
+            # The daemon's migrations read alembic_version only: it starts, then its first
+            # read of the event log waits out the lock_timeout and fails.
+            blocker.exec_driver_sql("LOCK TABLE event_log IN ACCESS EXCLUSIVE MODE")
+            task = asyncio.create_task(daemon.run())
+            await eventually(
+                lambda: daemon.plan_error is not None, timeout=10, what="the whole plan fails"
+            )
+            assert daemon._cursor is None, "the log was read: not the case under test"
+            blocker.rollback()
+        await eventually(
+            lambda: wave_sent(db), timeout=10, what="the wave planned and sent after the lock"
+        )
+    finally:
+        engine.dispose()
         daemon.stop.set()
         if task is not None:
             await asyncio.wait_for(task, timeout=10)
