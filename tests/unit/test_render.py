@@ -100,8 +100,16 @@ CONTEXT = {
 def test_every_template_renders(template: str) -> None:
     context = CONTEXT
     if template == "digest":  # there `due` is the list of messages due this week
+        # (rendered from the real digest_context in tests/integration/test_digest.py)
         context = CONTEXT | {
-            "due": [{"due": "2017-02-17", "job": "cmrt_follow_up", "recipient": "a@x"}]
+            "due": [
+                {
+                    "due": "2017-02-17T17:00:00+00:00",
+                    "program": "conflict-minerals-2016",
+                    "what": "CMRT follow up",
+                    "to": "Acme <a@x>",
+                }
+            ]
         }
     out = render(template, context)
     assert out.subject and "\n" not in out.subject
