@@ -51,6 +51,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
         },
         notices,
         send_days(program),
+        snapshot.team.domain,
     )
 
     for supplier in snapshot.people:

@@ -85,6 +85,7 @@ def plan(program: Fcpa, snapshot: Snapshot, now: datetime, *, every_cycle: bool 
     rules = _Rules(
         program=program,
         officer=program.compliance_officer or snapshot.team.compliance_officer,
+        domain=snapshot.team.domain,
         now=now,
         spent=None if every_cycle else now - HISTORY,
         days=send_days(program),
@@ -136,6 +137,7 @@ class _Rules:
 
     program: Fcpa
     officer: str
+    domain: str  # of the Message-IDs
     now: datetime
     spent: datetime | None  # cycles whose notices all expired by then build none
     days: SendDays | None
@@ -196,6 +198,7 @@ def _cycle_notices(
         },
         result.notices,
         rules.days,
+        rules.domain,
     )
     notice(person, "fcpa_request", "request", opens, due + 30 * DAY)
     if ack is not None:

@@ -87,10 +87,12 @@ class Fact:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Team:
-    """The internal addresses notices go to."""
+    """The internal addresses notices go to, and the domain their Message-IDs are on."""
 
     compliance: str
     compliance_officer: str
+    #: The right-hand side of every planned Message-ID (TICKLER_MESSAGE_ID_DOMAIN).
+    domain: str = "tickler"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +139,9 @@ class Notice:
     context: Mapping[str, Any]
     due: datetime
     expires: datetime
+    #: The domain of its Message-ID (``Team.domain``). Not stored apart: the outbox keeps the
+    #: Message-ID, and a claim reads the domain back from it.
+    domain: str = "tickler"
     # Derived once here, not on each read: planning compares identities by the thousand and
     # delivery reads both for every message it sends.
     identity: str = field(init=False)
@@ -147,7 +152,7 @@ class Notice:
         identity = f"{self.program}/{self.occurrence}/{self.recipient_key}/{self.step}"
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         object.__setattr__(self, "identity", identity)
-        object.__setattr__(self, "message_id", f"{digest}.{self.program}@tickler")
+        object.__setattr__(self, "message_id", f"{digest}.{self.program}@{self.domain}")
         for name, value in (("due", self.due), ("expires", self.expires)):
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValueError(f"{identity}: {name} {value.isoformat()} is naive")
@@ -236,6 +241,8 @@ class NoticeMaker:
     out: list[Notice]
     #: The program's send days: a scheduled notice due on another day moves to one.
     days: SendDays | None = None
+    #: The domain of the notices' Message-IDs (``Team.domain``).
+    domain: str = "tickler"
 
     def __call__(
         self,
@@ -274,5 +281,6 @@ class NoticeMaker:
                 context={**self.base, "name": person.name if person else "", **context},
                 due=due,
                 expires=expires,
+                domain=self.domain,
             )
         )

@@ -291,7 +291,9 @@ def plan(program: OptionExchange, snapshot: Snapshot, now: datetime) -> Plan:
     days = send_days(program)
     for h in holdings(program, snapshot.people, snapshot.grants):
         holding = {"grants": h.summary(), "new_shares": h.new_shares}
-        notice = NoticeMaker(program.id, occurrence, shared | holding, notices, days)
+        notice = NoticeMaker(
+            program.id, occurrence, shared | holding, notices, days, snapshot.team.domain
+        )
         pid = h.person.id
         election = elected_at(choices, pid)
         notice(h.person, "offer_announcement", "announcement", announce, cutoff)

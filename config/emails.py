@@ -92,6 +92,15 @@ def _local_problem(local: str) -> str | None:
     return None
 
 
+def parse_domain(text: str) -> str:
+    """Return ``text`` if it is a domain as an address's must be (the rule above); else
+    ValueError saying what is wrong: the right-hand side of a Message-ID, for instance."""
+    problem = _domain_problem(text)
+    if problem is not None:
+        raise ValueError(f"{text!r} is not a domain: {problem}")
+    return text
+
+
 def _domain_problem(domain: str) -> str | None:
     if not domain:
         return "nothing after the @"

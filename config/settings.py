@@ -37,7 +37,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from config.emails import Email, parse_email
+from config.emails import Email, parse_domain, parse_email
 from config.facts import BACKFILL, CAPABILITIES, NOUNS, FactKind
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         description="Accepted messages that may wait for their 'sent' commit while sending goes on",
     )
     mail_from: str = "Tickler Compliance <compliance@example.com>"
+    message_id_domain: str | None = Field(
+        default=None,
+        description="Domain of the Message-IDs of the emails sent (and of their threads' "
+        "references), e.g. mail.example.com; default: the domain of mail_from",
+    )
     maildir: Path = Path("var/maildir")
     template_dir: Path | None = Field(default=None, description="Overrides for email templates")
 
@@ -435,6 +440,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"the sender's name {name!r} must be one line of text")
         parse_email(address)
         return value
+
+    @field_validator("message_id_domain")
+    @classmethod
+    def _message_id_domain(cls, value: str | None) -> str | None:
+        return parse_domain(value) if value is not None else None
+
+    @property
+    def message_domain(self) -> str:
+        """Return the domain Message-IDs are on: ``message_id_domain``, else the sender's."""
+        address = self.mail_from.rstrip(">").rpartition("<")[2]  # validated: one address
+        return self.message_id_domain or address.rpartition("@")[2]
 
     @field_validator("public_feeds")
     @classmethod

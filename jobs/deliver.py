@@ -154,7 +154,7 @@ def compose(
         calendar=calendar,
         headers=(
             ("X-Tickler-Identity", message.identity),
-            *thread_headers(message, options.sender),
+            *thread_headers(message),
         ),
         reply_to=contact,
     )
@@ -612,8 +612,7 @@ async def _deliver(
         now=now,
         clock=clock,
         context=context,
-        # On the domain its rows' Message-IDs are on.
-        message_id=group_message_id(key, first.notice.message_id.rpartition("@")[2]),
+        message_id=group_message_id(key, first.notice.domain),  # its rows' domain
     )
     outcomes.append(replace(sent, message=first))
     for mate in live[1:]:

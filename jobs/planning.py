@@ -457,6 +457,7 @@ def digest_notices(team: Team, zone_name: str, now: datetime) -> list[Notice]:
                 step="digest",
                 template="digest",
                 context={"date": week.isoformat()},
+                domain=team.domain,
                 due=due,
                 expires=due + timedelta(days=1),
             )

@@ -260,17 +260,18 @@ def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) ->
     )
 
 
-def thread_headers(notice: Notice, sender: str) -> tuple[tuple[str, str], ...]:
+def thread_headers(notice: Notice) -> tuple[tuple[str, str], ...]:
     """Return ``In-Reply-To`` and ``References`` that put every message of one obligation (a
     request, its reminders, follow-ups, corrections and receipts) in one thread.
 
     The thread's root is a Message-ID of its own, derived from the obligation and on the
-    sender's domain, never sent (as GitHub threads an issue's notifications): each message
-    refers to it, so clients thread them whichever arrive or are deleted.
+    domain of the message's own Message-ID, never sent (as GitHub threads an issue's
+    notifications): each message refers to it, so clients thread them whichever arrive or
+    are deleted.
     """
     if notice.job not in JOB_ACTIONS or notice.person_id is None:
         return ()
-    domain = sender.rstrip(">").rpartition("@")[2]
+    domain = notice.domain
     key = f"{notice.program}/{notice.occurrence}/{notice.recipient_key}"
     root = f"<thread.{hashlib.sha256(key.encode()).hexdigest()[:32]}.{notice.program}@{domain}>"
     return (("In-Reply-To", root), ("References", root))

@@ -280,6 +280,7 @@ def resend(
         context=row["context"],
         due=now,
         expires=now + RESEND_EXPIRES,
+        domain=message.message_id.rpartition("@")[2],  # the original's
     )
     new_id = session.execute(
         insert(OUTBOX)

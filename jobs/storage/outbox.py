@@ -63,14 +63,15 @@ _c = OUTBOX.c
 
 
 # A message is the core's ``Notice`` as it is: the outbox stores each of its fields in the
-# column of the same name, except these two, and ``recipient_key``, which is part of the stored
-# ``identity`` (derived, like ``message_id``, and stored too). A new field of ``Notice`` needs
-# its column and a migration, nothing here.
+# column of the same name, except these two, ``recipient_key``, which is part of the stored
+# ``identity`` (derived, like ``message_id``, and stored too), and ``domain``, the right-hand
+# side of the stored ``message_id``. A new field of ``Notice`` needs its column and a
+# migration, nothing here.
 _COLUMNS = {"due": "due_at", "expires": "expires_at"}
 _STORED = [
     (f.name, _COLUMNS.get(f.name, f.name))
     for f in fields(Notice)
-    if f.init and f.name != "recipient_key"
+    if f.init and f.name not in ("recipient_key", "domain")
 ]
 _NAMES = [name for name, _ in _STORED]
 
@@ -478,13 +479,17 @@ def claim_due(
 
 def _claimed(row: Row[*tuple[Any, ...]]) -> ClaimedMessage:
     # By position (see _CLAIMED_COLUMNS): this runs for every message delivered.
-    id, identity, *stored, attempts, lease_owner, lease_until = row
+    id, identity, message_id, *stored, attempts, lease_owner, lease_until = row
     values = dict(zip(_NAMES, stored, strict=True))
     # identity is "program/occurrence/recipient_key/step" and the other three are columns of
     # their own, so the key is what lies between them, whatever characters it holds.
     start = len(values["program"]) + len(values["occurrence"]) + 2
-    notice = Notice(recipient_key=identity[start : -len(values["step"]) - 1], **values)
-    if notice.identity != identity:
+    # The Message-ID keeps the domain it was planned on (a row planned before the domain
+    # setting changed goes out as planned: its retries must repeat the same Message-ID).
+    domain = message_id.rpartition("@")[2]
+    key = identity[start : -len(values["step"]) - 1]
+    notice = Notice(recipient_key=key, domain=domain, **values)
+    if notice.identity != identity or notice.message_id != message_id:
         raise ValueError(f"outbox row {id}: identity {identity!r} is not program/occ/key/step")
     return ClaimedMessage(
         id=id,
@@ -498,6 +503,7 @@ def _claimed(row: Row[*tuple[Any, ...]]) -> ClaimedMessage:
 _CLAIMED_COLUMNS = [
     _c.id,
     _c.identity,
+    _c.message_id,
     *(_c[column] for _, column in _STORED),
     _c.attempts,
     _c.lease_owner,

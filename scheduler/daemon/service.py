@@ -117,6 +117,7 @@ class Service:
         self.team = Team(
             compliance=settings.compliance_email,
             compliance_officer=settings.compliance_officer_email,
+            domain=settings.message_domain,
         )
         self.metrics = Metrics(self.owner)
         # What the last plan of each program left out, by (program, person): /readyz shows it.

@@ -245,3 +245,22 @@ def test_unknown_variables_are_named_at_start(monkeypatch: pytest.MonkeyPatch) -
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 0
     assert "warning: TICKLER_HTTP_PROT is not a setting" in result.stderr
+
+
+def test_message_id_domain_defaults_to_the_senders_and_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TICKLER_MAIL_FROM", "Acme Compliance <compliance@acme-corp.com>")
+    assert Settings().message_domain == "acme-corp.com"
+    monkeypatch.setenv("TICKLER_MESSAGE_ID_DOMAIN", "mail.acme-corp.com")
+    assert Settings().message_domain == "mail.acme-corp.com"
+    for bad, says in [
+        ("localhost", "has no dot"),
+        ("mail..acme.com", "twice in a row"),
+        ("10.0.0.1", "an IP address is not accepted"),
+        ("acme.com>\r\nBcc: x", "may only hold letters"),
+    ]:
+        monkeypatch.setenv("TICKLER_MESSAGE_ID_DOMAIN", bad)
+        with pytest.raises(ValueError, match="message_id_domain") as caught:
+            Settings()
+        assert says in str(caught.value)
