@@ -48,6 +48,7 @@ def plan(program: ConflictMinerals, snapshot: Snapshot, now: datetime) -> Plan:
             "program_name": program.name,
             "reporting_year": program.reporting_year,
             "form_sd_due": cm.due_date(program).isoformat(),
+            **({"template_url": program.template_url} if program.template_url else {}),
         },
         notices,
         send_days(program),

@@ -195,6 +195,7 @@ def _cycle_notices(
             "policy_version": program.policy_version,
             "due": cycle.due.isoformat(),
             "onboarding": cycle.onboarding,
+            **({"policy_url": program.policy_url} if program.policy_url else {}),
         },
         result.notices,
         rules.days,

@@ -16,7 +16,14 @@ from fractions import Fraction
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from config.dates import MAX_OFFSET, Day, Instant
 from config.emails import Email
@@ -173,9 +180,30 @@ class Milestone(Model):
         return value
 
 
+_URL = re.compile(r"https?://[^\s<>\"'\x00-\x1f\x7f]{1,2000}")
+
+
+def _document_url(value: object) -> object:
+    # Written into emails as it is: one http(s) URL, nothing that could end a line or a
+    # link early (whitespace, quotes, angle brackets, controls); no javascript: or file:.
+    if isinstance(value, str) and not _URL.fullmatch(value):
+        raise ValueError(
+            f"{value[:80]!r} is not a link such as https://example.com/policy.pdf "
+            "(http or https, no spaces, quotes or angle brackets, at most 2000 characters)"
+        )
+    return value
+
+
+#: A document a program's emails link to (the policy text, the CMRT template).
+DocumentUrl = Annotated[str, BeforeValidator(_document_url)]
+
+
 class ConflictMinerals(ProgramBase):
     kind: Literal["conflict_minerals"]
     reporting_year: int = Field(ge=2013, le=2100)
+    template_url: DocumentUrl | None = Field(
+        default=None, description="Where suppliers download the CMRT template (linked in emails)"
+    )
     waves: list[Wave] = Field(min_length=1)
     follow_up: FollowUp = FollowUp()
     incomplete: FollowUp = FollowUp(interval_days=7, max=2, escalate_after_days=None)
@@ -395,6 +423,9 @@ class Renewal(Model):
 class Fcpa(ProgramBase):
     kind: Literal["fcpa"]
     policy_version: str = Field(min_length=1)
+    policy_url: DocumentUrl | None = Field(
+        default=None, description="The policy's text (linked in emails and on the page)"
+    )
     effective: Day
     onboarding_due_days: int = Field(default=30, ge=0, le=365)
     renewal: Renewal = Renewal()

@@ -82,6 +82,13 @@ ACTION_LABELS = {
 }
 
 
+# What the link to a document a program names says, by its context key.
+DOCUMENT_LABELS = {
+    "policy_url": "Read the policy",
+    "template_url": "Download the CMRT template",
+}
+
+
 class TemplateError(Exception):
     """A template is missing or does not render: a permanent failure of that message."""
 
@@ -257,6 +264,15 @@ def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) ->
         action_url=url,
         action_label=ACTION_LABELS.get(str(action), "Open") if url else None,
         contact=context.get("contact"),
+        # The document the program names (program files check it is one http(s) URL).
+        **next(
+            (
+                {"document_url": context[key], "document_label": label}
+                for key, label in DOCUMENT_LABELS.items()
+                if context.get(key)
+            ),
+            {"document_url": None, "document_label": None},
+        ),
     )
 
 
