@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config.loader import load_programs
 from config.settings import Settings
 from jobs.imports import DEMO_FILES, DEMO_SCENARIO, demo_dir, import_csv, load_scenario
 from jobs.mail.transport import MaildirTransport
-from jobs.storage.db import OutboxMessage, OutboxState, make_engine, session_factory
+from jobs.storage.db import (
+    OutboxMessage,
+    OutboxState,
+    SentMessage,
+    make_engine,
+    session_factory,
+)
 from scheduler.daemon.loop import simulate
 from scheduler.daemon.service import Service
 
@@ -66,19 +72,30 @@ def run(url: str, tmp_path: Path, program: str, start: datetime, end: datetime) 
     engine = make_engine(url)
     with session_factory(engine)() as session:
         sent = session.execute(
-            select(OutboxMessage.job, OutboxMessage.identity).where(
-                OutboxMessage.state == OutboxState.SENT
-            )
+            select(OutboxMessage.job, OutboxMessage.identity, SentMessage.message_id)
+            .join(SentMessage, SentMessage.outbox_id == OutboxMessage.id)
+            .where(OutboxMessage.state == OutboxState.SENT)
         ).all()
+        assert session.scalar(
+            select(func.count()).where(OutboxMessage.state == OutboxState.SENT)
+        ) == len(sent)  # every sent row has its evidence
     engine.dispose()
-    identities = []
+    mailed: dict[str, str] = {}
     for path in (tmp_path / "maildir" / "new").iterdir():
         message = email.message_from_bytes(path.read_bytes())
         header = email.header.make_header(email.header.decode_header(message["X-Tickler-Identity"]))
-        identities.append("".join(str(header).split()))
-    # every message sent is in the Maildir exactly once, and nothing else is
-    assert sorted(identities) == sorted(identity for _, identity in sent)
-    return Counter(job for job, _ in sent)
+        assert message["Message-ID"] not in mailed  # nothing went out twice
+        mailed[message["Message-ID"]] = "".join(str(header).split())
+    # Every row sent is in the Maildir exactly once, and nothing else is: alone, or (an
+    # escalation) in the one email of its recipient's day, sent as that group's first row.
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for job, identity, message_id in sent:
+        rows.setdefault(f"<{message_id.strip('<>')}>", []).append((job, identity))
+    assert sorted(mailed) == sorted(rows)
+    for message_id, group in rows.items():
+        assert mailed[message_id] in {identity for _, identity in group}
+        assert len(group) == 1 or {job for job, _ in group} == {"cmrt_escalation"}, group
+    return Counter(job for job, _, _ in sent)
 
 
 def in_force(facts: list[dict[str, Any]], person: str, at: datetime) -> bool:
