@@ -9,11 +9,15 @@ would need its membership recomputed at each plan and would lose the per-person 
 
 Delivery claims the due rows of one group together (same program, job, recipient and due
 instant), sends one email under a Message-ID derived from the group, and marks every row
-``sent`` in the same commit, with the bytes kept once. Grouping by the due instant is grouping
-by the day: every escalation is scheduled at its program's send time on its day
-(``at_send_time``, then moved to a send day at the same wall time), so one recipient's
-escalations of one day share their instant; those of an earlier day caught up after downtime
-are another email each, as they would have been.
+``sent`` in the same commit, with the bytes kept once. One email lists at most
+``MAX_COMBINED`` people (a renewal date shared by a whole company would otherwise make one
+message of tens of thousands of lines and one claim of as many rows); a larger group goes out
+as several emails of that many, each under a Message-ID of its own.
+
+Grouping by the due instant is grouping by the day: every escalation is scheduled at its
+program's send time on its day (``at_send_time``, then moved to a send day at the same wall
+time), so one recipient's escalations of one day share their instant; those of an earlier day
+caught up after downtime are another email each, as they would have been.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from calendars.notices import Notice
 
 #: The jobs whose due rows of one recipient and day go out as one email.
 COMBINED_JOBS = frozenset({"cmrt_escalation", "fcpa_escalation"})
+#: The most people one combined email lists.
+MAX_COMBINED = 500
 #: Where each job's context keeps the day the escalated person's answer was due.
 _DUE_KEY = {"cmrt_escalation": "response_due", "fcpa_escalation": "due"}
 #: Where each job's context keeps the escalated person's name.
@@ -43,13 +49,15 @@ def group_key(notice: Notice) -> GroupKey | None:
     return (notice.program, notice.job, notice.recipient, notice.due.isoformat())
 
 
-def group_message_id(key: GroupKey, domain: str) -> str:
-    """Return the combined email's Message-ID (without angle brackets), on ``domain``.
+def group_message_id(key: GroupKey, first: str, domain: str) -> str:
+    """Return the Message-ID (without angle brackets, on ``domain``) of the combined email of
+    ``key`` whose first row (lowest id) has the identity ``first``.
 
-    Derived from the group, not from one of its rows: the same group sent again after a crash
-    carries the same Message-ID even if one person dropped out in between.
+    The same rows claimed again after a crash are claimed in the same order, so the email sent
+    again carries the same Message-ID (unless its first person answered in between); the
+    emails of a group larger than ``MAX_COMBINED`` differ by their first row.
     """
-    digest = hashlib.sha256("/".join(key).encode()).hexdigest()[:32]
+    digest = hashlib.sha256("/".join([*key, first]).encode()).hexdigest()[:32]
     return f"{digest}.{key[0]}.combined@{domain}"
 
 

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from calendars.escalations import (
     COMBINED_JOBS,
+    MAX_COMBINED,
     combined_context,
     group_key,
     group_message_id,
@@ -54,6 +55,7 @@ class DeliveryOptions:
     timezone: str = "America/Los_Angeles"  # the zone of a program not in ``zones``
     # Each program's named contact ("Name <address>"): its emails' Reply-To and ``contact``.
     contacts: Mapping[str, str] = field(default_factory=dict)
+    combine_max: int = MAX_COMBINED  # people one combined escalation lists at most
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     backoff: timedelta = timedelta(seconds=30)
@@ -277,7 +279,7 @@ async def deliver_due(
                 break
             if not claimed:
                 break
-            for bundle in _bundles(claimed):
+            for bundle in _bundles(claimed, options.combine_max):
                 await queue.put((bundle, at))
             if clock is not None:
                 at = clock()
@@ -341,19 +343,20 @@ def _claim(
             lease=options.lease,
             limit=limit,
             combine=COMBINED_JOBS,
+            combine_max=options.combine_max,
         )
 
 
-def _bundles(claimed: list[outbox.ClaimedMessage]) -> list[list[outbox.ClaimedMessage]]:
+def _bundles(claimed: list[outbox.ClaimedMessage], most: int) -> list[list[outbox.ClaimedMessage]]:
     """Return the claimed rows as what goes out: one row alone, or a combined group's rows
-    together (in due order, each bundle where its first row was)."""
+    together, ``most`` at a time (in due order, each bundle where its first row was)."""
     out: list[list[outbox.ClaimedMessage]] = []
     groups: dict[tuple[str, ...], list[outbox.ClaimedMessage]] = {}
     for message in claimed:
         key = group_key(message.notice)
         if key is None:
             out.append([message])
-        elif key in groups:
+        elif key in groups and len(groups[key]) < most:
             groups[key].append(message)
         else:
             groups[key] = [message]
@@ -612,7 +615,7 @@ async def _deliver(
         now=now,
         clock=clock,
         context=context,
-        message_id=group_message_id(key, first.notice.domain),  # its rows' domain
+        message_id=group_message_id(key, first.notice.identity, first.notice.domain),
     )
     outcomes.append(replace(sent, message=first))
     for mate in live[1:]:

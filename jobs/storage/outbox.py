@@ -406,6 +406,7 @@ def claim_due(
     lease: timedelta,
     limit: int,
     combine: AbstractSet[str] = frozenset(),
+    combine_max: int = 500,
 ) -> list[ClaimedMessage]:
     """Lease up to ``limit`` due messages to ``owner``; return them, earliest due first.
 
@@ -420,10 +421,11 @@ def claim_due(
     UPDATE re-checks ``state='pending'``: only rows it actually changed are returned.
 
     ``combine`` names the jobs whose rows go out as one email per (program, job, recipient,
-    due instant) (``calendars.escalations``): a claimed row of one of them brings every due
-    pending row of its group into the same claim, beyond ``limit``, so that no part of a group
-    is left for a later batch, which would send a second email. (Two replicas claiming at the
-    same instant may still split a group between them: two emails, each row sent once.)
+    due instant) (``calendars.escalations``): a claimed row of one of them brings the due
+    pending rows of its group into the same claim, beyond ``limit``, up to ``combine_max`` rows
+    of the group in all (the lowest ids first): one email lists that many at most, and the
+    rest of a larger group goes in the next batch's email. (Two replicas claiming at the same
+    instant may also split a group between them: two emails, each row sent once.)
 
     The caller commits at once and only then sends; until that commit the lease protects
     nothing, and on SQLite every other writer is waiting.
@@ -458,21 +460,29 @@ def claim_due(
     )
     stmt = take.where(_c.id.in_(ids), _c.state == OutboxState.PENDING)
     claimed = [_claimed(row) for row in session.execute(stmt.returning(*_CLAIMED_COLUMNS))]
-    groups = {
+    groups = Counter(
         (m.notice.program, m.notice.job, m.notice.recipient, m.notice.due)
         for m in claimed
         if m.notice.job in combine
-    }
-    for program, job, recipient, due_at in sorted(groups):
-        mates = take.where(
-            _c.program == program,
-            _c.job == job,
-            _c.recipient == recipient,
-            _c.due_at == due_at,
-            _c.state == OutboxState.PENDING,
-            _c.next_attempt_at <= now,
+    )
+    for (program, job, recipient, due_at), taken in sorted(groups.items()):
+        if taken >= combine_max:
+            continue
+        mates = (
+            select(_c.id)
+            .where(
+                _c.program == program,
+                _c.job == job,
+                _c.recipient == recipient,
+                _c.due_at == due_at,
+                _c.state == OutboxState.PENDING,
+                _c.next_attempt_at <= now,
+            )
+            .order_by(_c.id)
+            .limit(combine_max - taken)
         )
-        claimed += [_claimed(row) for row in session.execute(mates.returning(*_CLAIMED_COLUMNS))]
+        stmt = take.where(_c.id.in_(mates), _c.state == OutboxState.PENDING)
+        claimed += [_claimed(row) for row in session.execute(stmt.returning(*_CLAIMED_COLUMNS))]
     claimed.sort(key=lambda m: (m.notice.due, m.id))  # RETURNING has no order
     return claimed
 

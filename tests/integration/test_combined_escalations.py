@@ -12,6 +12,7 @@ import email.policy
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -268,3 +269,21 @@ def test_a_crash_after_the_server_accepted_repeats_one_message_id(
     message = check_one_email_of_39(svc, smtp)
     # The repeat is the same email under the same Message-ID, and the rows were sent once.
     assert [m["Message-ID"] for m in to_officer(smtp)] == [message["Message-ID"]] * 2
+
+
+def test_a_group_larger_than_one_email_lists_goes_out_in_several(
+    svc: Service, smtp: Server
+) -> None:
+    due = escalation_due(svc)
+    svc.options = replace(svc.options, combine_max=10)
+    run(svc, due + timedelta(minutes=1))
+    received = to_officer(smtp)
+    # 40 escalated, 10 to an email: four emails, each with its own Message-ID, none repeated.
+    assert len(received) == 4 and len({m["Message-ID"] for m in received}) == 4
+    listed = [line for m in received for line in text_of(m).splitlines() if line.startswith("- ")]
+    assert len(listed) == len(set(listed)) == 40
+    assert (
+        sorted(m["Subject"] for m in received)
+        == ["Escalation: 10 people have not acknowledged the FCPA policy"] * 4
+    )
+    assert Counter(row.state for row in escalation_rows(svc)) == {OutboxState.SENT: 40}

@@ -26,7 +26,10 @@ def test_a_buyers_silent_suppliers_are_one_email_listing_each() -> None:
     key = keys.pop()
     assert key is not None
     assert group_key(next(n for n in notices if n.job == "cmrt_request")) is None
-    assert group_message_id(key, "example.com").endswith(".combined@example.com")
+    first = escalations[0].identity
+    assert group_message_id(key, first, "example.com").endswith(".combined@example.com")
+    # Another first row (the next email of a large group): another Message-ID.
+    assert group_message_id(key, first, "x.com") != group_message_id(key, "other", "x.com")
 
     context = combined_context(escalations, CM.zone) | {"timezone": CM.timezone}
     out = render("cmrt_escalation", context)
