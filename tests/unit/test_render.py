@@ -96,21 +96,23 @@ CONTEXT = {
 }
 
 
+#: A line of the digest's `due` list, as jobs.digest.digest_context writes it.
+DIGEST_DUE = [
+    {
+        "due": "2017-02-17T17:00:00+00:00",
+        "program": "conflict-minerals-2016",
+        "what": "CMRT follow up",
+        "to": "Acme <a@x>",
+    }
+]
+
+
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_template_renders(template: str) -> None:
     context = CONTEXT
     if template == "digest":  # there `due` is the list of messages due this week
         # (rendered from the real digest_context in tests/integration/test_digest.py)
-        context = CONTEXT | {
-            "due": [
-                {
-                    "due": "2017-02-17T17:00:00+00:00",
-                    "program": "conflict-minerals-2016",
-                    "what": "CMRT follow up",
-                    "to": "Acme <a@x>",
-                }
-            ]
-        }
+        context = CONTEXT | {"due": DIGEST_DUE}
     out = render(template, context)
     assert out.subject and "\n" not in out.subject
     assert out.text.strip()

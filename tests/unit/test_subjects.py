@@ -15,7 +15,7 @@ import pytest
 
 from jobs.mail.mime import OutgoingMessage, mime_bytes
 from jobs.render import TemplateError, render
-from tests.unit.test_render import CONTEXT, TEMPLATES
+from tests.unit.test_render import CONTEXT, DIGEST_DUE, TEMPLATES
 
 # Every text value but the instants some templates slice (start[:10]).
 TEXT_KEYS = sorted(
@@ -26,7 +26,7 @@ TEXT_KEYS = sorted(
 def context(template: str, **changes: object) -> dict[str, object]:
     values = CONTEXT | changes
     if template == "digest":  # there `due` is the list of messages due this week
-        values["due"] = [{"due": "2017-02-17", "job": "cmrt_follow_up", "recipient": "a@x"}]
+        values["due"] = DIGEST_DUE
     return values
 
 
