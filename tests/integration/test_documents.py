@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
 from collections.abc import Iterator
 from datetime import date, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -20,10 +22,13 @@ from config.programs import ConflictMinerals, Fcpa
 from jobs.render import render
 from jobs.storage.db import FcpaRole, Person, PersonKind, begin_write
 from scheduler.daemon.service import Service
+from scheduler.web.http import create_app
 from tests.smtp_sink import Server, sinks
 from tests.unit.test_notices import TEAM, supplier
 from tests.world import PROGRAMS, settings
 
+SECRET = "action-secret-for-tests-0123456789abcdef"
+BASE = "http://127.0.0.1:8080"
 POLICY = "https://intranet.example.com/policies/fcpa-2017-1.pdf?lang=en&v=2"
 NOW = datetime.fromisoformat("2026-02-10T18:00:00+00:00")
 
@@ -40,7 +45,11 @@ def smtp() -> Iterator[Server]:
 
 
 def test_the_policy_link_reaches_the_recipient(db_url: str, tmp_path: Path, smtp: Server) -> None:
-    service = Service(settings(db_url, tmp_path), [fcpa(policy_url=POLICY)])
+    """In the email, and on the acknowledgment page the email's action link opens."""
+    service = Service(
+        settings(db_url, tmp_path, action_secret=SECRET, public_url=BASE),
+        [fcpa(policy_url=POLICY)],
+    )
     try:
         with begin_write(service.factory) as session:
             session.add(
@@ -63,19 +72,32 @@ def test_the_policy_link_reaches_the_recipient(db_url: str, tmp_path: Path, smtp
             await service.transport.close()
 
         asyncio.run(tick())
+        [received] = smtp.recorder.received
+        message = email.message_from_bytes(received.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        text = message.get_body(("plain",))
+        html = message.get_body(("html",))
+        assert text is not None and html is not None
+        plain = str(text.get_content()).replace("\r\n", "\n")
+        assert f"The policy to read: {POLICY}\n" in plain
+        # In the HTML part, a real link (the & escaped as HTML requires).
+        escaped = POLICY.replace("&", "&amp;")
+        assert f'<a href="{escaped}">Read the policy</a>' in str(html.get_content())
+        # The page the email's action link opens links the same text, with its version.
+        [path] = re.findall(re.escape(BASE) + r"(/act/[A-Za-z0-9_.-]+)", plain)
+
+        async def open_page() -> str:
+            app = create_app(service, clock=lambda: NOW)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+                page = await client.get(path)
+                assert page.status_code == 200, page.text
+                return page.text
+
+        page = asyncio.run(open_page())
+        assert f'<a href="{escaped}">Read the policy (version 2017-1)</a>' in page
     finally:
         service.engine.dispose()
-    [received] = smtp.recorder.received
-    message = email.message_from_bytes(received.content, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    assert text is not None and html is not None
-    assert f"The policy to read: {POLICY}\n" in str(text.get_content()).replace("\r\n", "\n")
-    # In the HTML part, a real link (the & escaped as HTML requires).
-    assert f'<a href="{POLICY.replace("&", "&amp;")}">Read the policy</a>' in str(
-        html.get_content()
-    )
 
 
 @pytest.mark.parametrize(
