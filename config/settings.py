@@ -294,6 +294,11 @@ class Settings(BaseSettings):
     )
 
     sweep_seconds: float = Field(default=60.0, gt=0, description="Safety-net sweep period")
+    full_plan_seconds: float = Field(
+        default=6 * 3600.0,
+        ge=1,
+        description="Period of the whole plan (the safety net), run in parts between reactions",
+    )
     lease_seconds: float = Field(default=300.0, gt=0, description="Claim lease of a send")
     max_attempts: int = Field(default=8, ge=1, description="Temporary failures before giving up")
     retry_backoff_seconds: float = Field(

@@ -70,7 +70,12 @@ def run(obj: Context, sweep: float | None) -> None:
     # The hidden --now starts the daemon's clock at that instant; from there it runs in real time.
     pretend = click.get_current_context().find_root().params.get("now_text") is not None
     clock = clock_from(obj.now, origin=obj.read_at) if pretend else utc_now
-    daemon = Daemon(service, clock=clock, sweep=sweep or obj.settings.sweep_seconds)
+    daemon = Daemon(
+        service,
+        clock=clock,
+        sweep=sweep or obj.settings.sweep_seconds,
+        full_every=obj.settings.full_plan_seconds,
+    )
 
     settings = obj.settings
     try:

@@ -24,11 +24,14 @@ from jobs.deliver import Delivered, DeliveryOptions, DeliveryReport, deliver_due
 from jobs.mail.transport import MaildirTransport, SmtpTransport, Transport
 from jobs.planning import (
     CHUNK,
+    FIRST_PART,
     NOTHING,
+    PART_PAUSE,
     PlanReport,
     Scope,
     changed_between,
     changed_by,
+    part_size,
     plan_chunk,
     plan_part,
     plan_people,
@@ -174,8 +177,10 @@ class Service:
         """Plan every program, or just those in ``only`` (the digest always), streamed: the
         program part, then the people chunk by chunk, each chunk its own short transaction
         (holding ``lock``, when given, only meanwhile), so that recording a fact never waits
-        for more than one chunk; ``progress`` is called after each (what it planned may be
-        due). Returns early, with what was done, once ``stop`` is set."""
+        for more than one chunk; with ``lock``, each chunk is sized to take about
+        ``PART_SECONDS`` (``part_size``) and followed by ``PART_PAUSE``. ``progress`` is
+        called after each (what it planned may be due). Returns early, with what was done,
+        once ``stop`` is set."""
         programs = [p for p in self.programs if only is None or p.id in only]
         started = time.perf_counter()
         stopped = stop or asyncio.Event()
@@ -185,15 +190,21 @@ class Service:
                 if not stopped.is_set():
                     report = await asyncio.to_thread(self._program_part(programs, now))
             after: int | None = 0
+            size = CHUNK if lock is None else FIRST_PART
             while after is not None and not stopped.is_set():
                 async with lock or contextlib.nullcontext():
                     if stopped.is_set():  # stopped while waiting for the lock
                         break
-                    part = self._chunk_after(programs, now, after)
+                    part = self._chunk_after(programs, now, after, size)
+                    began = time.perf_counter()
                     chunk, after = await asyncio.to_thread(part)
+                    if lock is not None:
+                        size = part_size(size, time.perf_counter() - began)
                 report += chunk
                 if progress is not None and chunk.inserted:
                     progress()
+                if lock is not None and after is not None:
+                    await asyncio.sleep(PART_PAUSE)  # other writers' turn, outside the lock
         except Exception:
             self.metrics.planning_failures.labels(self.owner).inc()
             raise
@@ -240,7 +251,7 @@ class Service:
         return work
 
     def _chunk_after(
-        self, programs: list[Program], now: datetime, after: int
+        self, programs: list[Program], now: datetime, after: int, size: int
     ) -> Callable[[], tuple[PlanReport, int | None]]:
         def work() -> tuple[PlanReport, int | None]:
             with begin_write(self.factory) as session:
@@ -252,6 +263,7 @@ class Service:
                     zone=self.settings.timezone,
                     now=now,
                     after=after,
+                    size=size,
                 )
 
         return work

@@ -264,3 +264,21 @@ def test_message_id_domain_defaults_to_the_senders_and_is_checked(
         with pytest.raises(ValueError, match="message_id_domain") as caught:
             Settings()
         assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "-1", "soon"])
+def test_the_whole_plan_period_refuses_less_than_a_second(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # A period under a second would start the whole plan again at every tick.
+    monkeypatch.setenv("TICKLER_FULL_PLAN_SECONDS", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("full_plan_seconds",)
+
+
+def test_the_whole_plan_period_defaults_to_six_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().full_plan_seconds == 6 * 3600
+    monkeypatch.setenv("TICKLER_FULL_PLAN_SECONDS", "30")
+    assert Settings().full_plan_seconds == 30
