@@ -651,16 +651,20 @@ def reap_leases(session: Session, now: datetime) -> int:
     attempts instead of looping forever.
     """
     _require_aware("now", now)
-    stmt = (
-        update(OUTBOX)
-        .where(_c.state == OutboxState.CLAIMED, _c.lease_until < now)
-        .values(
-            state=OutboxState.PENDING,
-            last_error=literal("lease expired: ") + func.coalesce(_c.lease_owner, "?"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
-        )
+    expired = (_c.state == OutboxState.CLAIMED, _c.lease_until < now)
+    target = update(OUTBOX).where(*expired)
+    if dialect_name(session) == "postgresql":
+        # Only the rows no one holds: replicas reaping at once, each UPDATE waiting on row
+        # locks the other took in another order, hit "deadlock detected". A row locked now
+        # is another reaper's or its sender's (a late mark); the next sweep sees it again.
+        free = select(_c.id).where(*expired).with_for_update(skip_locked=True)
+        target = update(OUTBOX).where(_c.id.in_(free.scalar_subquery()), *expired)
+    stmt = target.values(
+        state=OutboxState.PENDING,
+        last_error=literal("lease expired: ") + func.coalesce(_c.lease_owner, "?"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=now,
     )
     return _rowcount(session, stmt)
 

@@ -369,6 +369,35 @@ def test_reaping_returns_expired_leases(engine: Engine, session: Session) -> Non
     assert claim(engine, "alive", now=T0 + LEASE + timedelta(seconds=2)) == [mid]
 
 
+def test_reaping_skips_rows_another_transaction_holds(
+    engine: Engine, session: Session, backend: str
+) -> None:
+    """On PostgreSQL a reaper neither waits for nor deadlocks on a row locked elsewhere (a
+    second replica reaping, a late mark): it returns the others and leaves that one."""
+    if backend != "postgres":
+        pytest.skip("SQLite has one writer at a time: no row locks to skip")
+    outbox.enqueue(session, [planned(1), planned(2)], T0)
+    session.commit()
+    held, free = claim(engine, "dead")
+    later = T0 + LEASE + timedelta(seconds=1)
+
+    def state(mid: int) -> OutboxState:
+        stored = session.get(OutboxMessage, mid)
+        assert stored is not None
+        return stored.state
+
+    with engine.connect() as other, other.begin():
+        other.execute(text("SELECT id FROM outbox WHERE id = :i FOR UPDATE"), {"i": held})
+        with session.begin():
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait fails the test
+            assert outbox.reap_leases(session, later) == 1
+        assert (state(free), state(held)) == (OutboxState.PENDING, OutboxState.CLAIMED)
+        session.rollback()
+    with session.begin():
+        assert outbox.reap_leases(session, later) == 1  # released: the next sweep takes it
+    assert state(held) is OutboxState.PENDING
+
+
 @pytest.mark.parametrize("finish", ["sent", "retry", "failed", "skipped", "release"])
 @pytest.mark.parametrize("second_owner", ["fast", "slow"])
 def test_mark_fails_once_the_lease_was_taken_over(
