@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -22,9 +23,11 @@ from scheduler.cli.context import Context, fail
 from scheduler.cli.terminal import cell, shown
 
 if TYPE_CHECKING:
+    from jobs.storage import Session
     from jobs.storage.db import Role
     from scheduler.daemon.service import Service
 
+T = TypeVar("T")
 ROLES = ("viewer", "operator", "admin")
 # A username is typed at a sign-in form and shown on pages: plain, short, one line.
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -66,6 +69,30 @@ def _password(from_stdin: bool) -> str:
     return password
 
 
+def _write(obj: Context, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one write transaction; a UserError (no such user, a taken name) is a
+    bad-input exit naming it, with nothing changed."""
+    from jobs.storage import users as stored
+    from jobs.storage.db import begin_write
+
+    service = _service(obj)
+    try:
+        with begin_write(service.factory) as session:
+            return work(session)
+    except stored.UserError as exc:
+        fail(str(exc))
+    finally:
+        service.engine.dispose()
+
+
+def _change_account(
+    obj: Context, username: str, *, disabled: bool | None = None, role: Role | None = None
+) -> int:
+    from jobs.storage import users as stored
+
+    return _write(obj, lambda s: stored.change(s, username, disabled=disabled, role=role))
+
+
 @click.group()
 def users() -> None:
     """Dashboard accounts: roles viewer (reads), operator (acts), admin."""
@@ -79,25 +106,17 @@ def users() -> None:
 def add_command(obj: Context, username: str, role: str, password_stdin: bool) -> None:
     """Create an account."""
     from jobs.storage import users as stored
-    from jobs.storage.db import Role, begin_write
+    from jobs.storage.db import Role
     from scheduler.web.passwords import hash_password
 
     _checked_name(username)
-    password = _password(password_stdin)
-    service = _service(obj)
-    try:
-        with begin_write(service.factory) as session:
-            stored.add(
-                session,
-                username=username,
-                password_hash=hash_password(password),
-                role=Role(role),
-                now=obj.now,
-            )
-    except stored.UserError as exc:
-        fail(str(exc))
-    finally:
-        service.engine.dispose()
+    hashed = hash_password(_password(password_stdin))
+    _write(
+        obj,
+        lambda s: stored.add(
+            s, username=username, password_hash=hashed, role=Role(role), now=obj.now
+        ),
+    )
     click.echo(shown(f"added {username} ({role})"))
 
 
@@ -107,16 +126,8 @@ def add_command(obj: Context, username: str, role: str, password_stdin: bool) ->
 def remove_command(obj: Context, username: str) -> None:
     """Delete an account and end its sessions."""
     from jobs.storage import users as stored
-    from jobs.storage.db import begin_write
 
-    service = _service(obj)
-    try:
-        with begin_write(service.factory) as session:
-            stored.remove(session, username)
-    except stored.UserError as exc:
-        fail(str(exc))
-    finally:
-        service.engine.dispose()
+    _write(obj, lambda s: stored.remove(s, username))
     click.echo(shown(f"removed {username}"))
 
 
@@ -141,22 +152,6 @@ def passwd_command(obj: Context, username: str, password_stdin: bool) -> None:
     finally:
         service.engine.dispose()
     click.echo(shown(f"password of {username} changed; {ended} session(s) ended"))
-
-
-def _change_account(
-    obj: Context, username: str, *, disabled: bool | None = None, role: Role | None = None
-) -> int:
-    from jobs.storage import users as stored
-    from jobs.storage.db import begin_write
-
-    service = _service(obj)
-    try:
-        with begin_write(service.factory) as session:
-            return stored.change(session, username, disabled=disabled, role=role)
-    except stored.UserError as exc:
-        fail(str(exc))
-    finally:
-        service.engine.dispose()
 
 
 @users.command("disable")
