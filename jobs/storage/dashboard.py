@@ -23,6 +23,9 @@ from jobs.storage.obligations import RETIRED
 
 #: Obligation states in which the person has answered (whatever the answer said).
 ANSWERED = ("complete", "incomplete", "acknowledged", "elected", "granted", "forfeited")
+#: Obligation states that close without an answer owed: an exchange offer is voluntary, so an
+#: employee who let the cutoff pass without electing kept their options; never "overdue".
+DECLINED = ("not_elected",)
 #: The facts that answer an obligation, by the kind of obligation (``Obligation.kind``).
 ANSWERS = ("cmrt_response", "fcpa_ack", "election")
 Sort = Literal["name", "due", "status", "id"]
@@ -55,7 +58,7 @@ def funnels(session: Session, now: datetime) -> dict[str, Funnel]:
             o.program,
             func.count(),
             func.sum(case((answered, 1), else_=0)),
-            func.sum(case((and_(~answered, o.due_at < now), 1), else_=0)),
+            func.sum(case((and_(~answered, o.state.not_in(DECLINED), o.due_at < now), 1), else_=0)),
             func.sum(case((o.state == "escalated", 1), else_=0)),
             func.min(case((and_(~answered, o.due_at >= now), o.due_at), else_=None)),
         )

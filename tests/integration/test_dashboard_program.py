@@ -22,7 +22,7 @@ from scheduler.web.dashboard.person import sent_text
 from scheduler.web.dashboard.program import BadQuery, parse_query
 from scheduler.web.http import create_app
 from tests.dashboard_demo import CMRT, HOSTILE, NOW, PASSWORD, demo
-from tests.world import FakeClock
+from tests.world import OFFER, FakeClock
 
 _TOKEN = re.compile(r'name="token" value="([^"]+)"')
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -205,3 +205,21 @@ async def test_the_person_page_shows_the_text_as_sent(
     assert "The message as sent" in page.text
     first_line = sent_text(kept.data).strip().splitlines()[0]
     assert str(escape(first_line)) in page.text  # escaped as the template escapes
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_an_exchange_offer_past_its_cutoff_has_nobody_overdue(svc: Service) -> None:
+    """Electing is voluntary: after the cutoff, an employee who did not elect kept their
+    options. They count as asked, not as answered, and never as overdue."""
+    with svc.factory() as session:
+        counted = dict(
+            session.execute(
+                select(Obligation.state, func.count())
+                .where(Obligation.program == OFFER, Obligation.state != "retired")
+                .group_by(Obligation.state)
+            ).all()
+        )
+        funnel = stored.funnels(session, NOW)[OFFER]
+    assert counted.get("not_elected", 0) > 0  # the demo has employees who did not elect
+    assert funnel.asked == sum(counted.values())
+    assert funnel.overdue == 0 and funnel.next_due is None
