@@ -10,9 +10,12 @@ import asyncio
 import csv
 import email
 import email.header
+import email.policy
 import json
+import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,7 @@ def run(url: str, tmp_path: Path, program: str, start: datetime, end: datetime) 
         message = email.message_from_bytes(path.read_bytes())
         header = email.header.make_header(email.header.decode_header(message["X-Tickler-Identity"]))
         assert message["Message-ID"] not in mailed  # nothing went out twice
+        _reads_as_written_for_people(path.read_bytes())
         mailed[message["Message-ID"]] = "".join(str(header).split())
     # Every row sent is in the Maildir exactly once, and nothing else is: alone, or (an
     # escalation) in the one email of its recipient's day, sent as that group's first row.
@@ -96,6 +100,24 @@ def run(url: str, tmp_path: Path, program: str, start: datetime, end: datetime) 
         assert mailed[message_id] in {identity for _, identity in group}
         assert len(group) == 1 or {job for job, _ in group} == {"cmrt_escalation"}, group
     return Counter(job for job, _, _ in sent)
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _reads_as_written_for_people(raw: bytes) -> None:
+    """Every kind of email the campaigns send, as the planner made it: no raw ISO date or
+    instant in the subject, the text or the HTML, and no HTML made of the text's lines."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    parts = [str(message["Subject"])]
+    for kind in ("plain", "html"):
+        body = message.get_body((kind,))
+        assert isinstance(body, EmailMessage), (message["Subject"], kind)
+        parts.append(str(body.get_content()))
+    for text in parts:
+        assert not _ISO.search(text), (message["Subject"], _ISO.search(text))
+    assert "<br>" not in parts[2], message["Subject"]
 
 
 def in_force(facts: list[dict[str, Any]], person: str, at: datetime) -> bool:
