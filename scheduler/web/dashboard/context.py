@@ -24,6 +24,11 @@ class Dashboard:
     auth: Auth
     programs: dict[str, Program]
 
+    @property
+    def by_name(self) -> list[Program]:
+        """The programs as pages list them: by their name."""
+        return sorted(self.programs.values(), key=lambda p: p.name)
+
 
 def dashboard_of(request: Request) -> Dashboard:
     found = request.scope.get("tickler.dashboard")

@@ -135,7 +135,7 @@ def filename(program: str, name: str, now: datetime) -> str:
 
 async def page(request: Request) -> Response:
     await require(request, Role.VIEWER)
-    programs = sorted(dashboard_of(request).programs.values(), key=lambda p: p.name)
+    programs = dashboard_of(request).by_name
     return render(request, "exports.html", active="exports", title="Exports", programs=programs)
 
 

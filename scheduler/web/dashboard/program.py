@@ -117,7 +117,7 @@ def link(query: stored.Query, **changes: str | None) -> str:
 
 async def programs(request: Request) -> Response:
     await require(request, Role.VIEWER)
-    listed = sorted(dashboard_of(request).programs.values(), key=lambda p: p.name)
+    listed = dashboard_of(request).by_name
     return render(request, "programs.html", active="programs", title="Programs", programs=listed)
 
 

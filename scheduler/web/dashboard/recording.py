@@ -115,7 +115,7 @@ def _form(
     errors: list[str] | None = None,
     done: str = "",
 ) -> Response:
-    programs = sorted(dashboard_of(request).programs.values(), key=lambda p: p.name)
+    programs = dashboard_of(request).by_name
     return render(
         request,
         "record.html",
