@@ -319,9 +319,7 @@ async def deliver_due(
         try:
             await asyncio.gather(*tasks)
         except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
             raise
         finally:
             await recorder.drain()  # what the server accepted is recorded, whatever happened
@@ -330,6 +328,22 @@ async def deliver_due(
     if recorder.failure is not None:
         raise recorder.failure
     return recorder.report
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and return once every one has ended.
+
+    One cancel is not always enough on Python 3.11: its ``asyncio.wait_for`` (aiosmtplib
+    waits for each SMTP reply with it) drops a cancellation that arrives in the same loop
+    iteration as the reply, and the worker goes on to its next ``queue.get()``, which nothing
+    will ever fill. So cancel again, until all are done (a send that finished that way is
+    recorded as usual: the server has the message).
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.05)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _claim(
