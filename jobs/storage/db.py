@@ -125,6 +125,7 @@ class EventSource(enum.StrEnum):
     DAEMON = "daemon"
     IMPORT = "import"
     LINK = "link"  # the recipient, from an email's signed action link
+    DASHBOARD = "dashboard"  # a compliance officer, signed in to the web dashboard
 
 
 class OutboxState(enum.StrEnum):

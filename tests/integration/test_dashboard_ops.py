@@ -89,6 +89,7 @@ def test_correct_the_address_then_retry_delivers_it_logged_with_who(desk: Desk) 
         assert f"now {FIXED}: a retry or a resend goes there" in corrected.text
         [change] = desk.events("import")[-1:]
         assert (change.actor, change.payload["by_hand"]) == ("user:alice", "new contact by phone")
+        assert change.source == "dashboard"
         assert change.payload["changes"] == [f"supplier:S002 email: {GONE} -> {FIXED}"]
 
         retried = operator.post(f"/dashboard/messages/{failed.id}/retry", data={"csrf": token})
@@ -138,6 +139,7 @@ def test_cancel_and_resend_are_the_cli_actions_with_the_users_name(desk: Desk) -
     [resent] = desk.events("message_resent")
     [cancel] = desk.events("message_cancelled")
     assert (resent.actor, cancel.actor) == ("user:alice", "user:alice")
+    assert (resent.source, cancel.source) == ("dashboard", "dashboard")
     assert cancel.payload["reason"] == "sent to the wrong person"
 
 
@@ -185,10 +187,13 @@ def test_record_a_cmrt_by_hand_with_the_reason_and_refusals_that_record_nothing(
         assert done.status_code == 200, done.text
         assert "Recorded cmrt response of supplier:S002" in done.text
         [fact] = desk.events("cmrt_response")
-        assert (fact.actor, fact.payload) == (
+        assert (fact.actor, fact.source, fact.payload) == (
             "user:alice",
+            "dashboard",  # the audit trail says where it came from, not "api"
             {"reason": "CMRT arrived by post", "complete": True},
         )
+        person = operator.get("/dashboard/people/supplier:S002")
+        assert "by user:alice on the dashboard" in person.text
 
         refusals: list[tuple[dict[str, str], int, str]] = [
             ({"person": "supplier:S999"}, 404, "No supplier with id &#39;S999&#39;"),

@@ -320,13 +320,13 @@ async def act(request: Request) -> Response:
                     email,
                     now=now,
                     actor=actor,
-                    source=EventSource.API,
+                    source=EventSource.DASHBOARD,
                     reason=reason,
                 )
                 return
             kwargs = {"reason": reason} if action == "cancel" else {}
             getattr(store, action)(
-                session, str(id_), actor=actor, source=EventSource.API, now=now, **kwargs
+                session, str(id_), actor=actor, source=EventSource.DASHBOARD, now=now, **kwargs
             )
 
     try:

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from calendars.notices import PersonView
 from jobs.digest import readable
 from jobs.storage import actions, evidence, messages, reads, tokens
-from jobs.storage.db import begin_write
+from jobs.storage.db import EventSource, begin_write
 from jobs.storage.obligations import RETIRED
 from scheduler.web.auth import PREFIX, Role, check_csrf, require
 from scheduler.web.dashboard.context import Dashboard, dashboard_of
@@ -38,6 +38,15 @@ log = logging.getLogger("tickler")
 TIMELINE = 200
 #: Sent text longer than this is cut on the page (the whole message is in the export).
 MAX_TEXT = 20_000
+#: Where a fact or action came from (the event log's ``source``), as the timeline says it.
+SOURCES: dict[str, str] = {
+    EventSource.CLI: "from the command line",
+    EventSource.API: "through the API",
+    EventSource.DAEMON: "by the daemon",
+    EventSource.IMPORT: "in an import",
+    EventSource.LINK: "through the email's link",
+    EventSource.DASHBOARD: "on the dashboard",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +111,11 @@ def sent_text(data: bytes) -> str:
     return data[:MAX_TEXT].decode("utf-8", "replace")
 
 
+def said_from(source: str) -> str:
+    """Say where a fact came from; a source this page does not know is shown as stored."""
+    return SOURCES.get(source, f"({source})")
+
+
 def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
     """Merge the person's messages and events, newest first, times in ``zone``."""
     out = []
@@ -131,7 +145,7 @@ def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
                 kind="event",
                 title=str(e["kind"]),
                 state=str(e["program"] or ""),
-                detail=f"by {e['actor']} ({e['source']})"
+                detail=f"by {e['actor']} {said_from(str(e['source']))}"
                 + (" backfilled" if e["backfill"] else ""),
                 text=json.dumps(e["payload"], indent=1, sort_keys=True, ensure_ascii=False)
                 if e["payload"]

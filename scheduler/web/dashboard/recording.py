@@ -151,7 +151,7 @@ async def submit(request: Request) -> Response:
                 person=entry.person,
                 at=now,
                 actor=actor,
-                source=EventSource.API,
+                source=EventSource.DASHBOARD,
                 payload=entry.payload,
                 programs=dashboard.programs,
                 now=now,
