@@ -7,6 +7,11 @@ a line break in HTML), with the message's action as a button when it has one (``
 Templates come from the configured directory first, then the shipped ones, and are read and
 compiled once per process (edit an override, then restart). A variable the context lacks is an
 error (StrictUndefined), never a silently blank sentence.
+
+The date filters (``day``, ``when``, ``time_of_day``) write in the language of the folder the
+message's template came from: the recipient's locale for a locale folder (``fr/`` chosen for
+``fr-CA`` writes Canadian French dates), English for the top level, so an English template
+never carries a French date.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from markupsafe import Markup, escape
 
 from calendars.action_links import GRACE, JOB_ACTIONS, Link, sign
 from calendars.notices import Notice
-from calendars.wording import spoken_instant
+from calendars.wording import spoken_day, spoken_instant, spoken_time
 from config.locales import fallbacks, parse_locale
 
 
@@ -74,7 +79,8 @@ class LinkMaker:
         return {"action": action.value, "action_url": url}
 
 
-# What the button of a message's page says, by the kind of its link.
+# What the button of a message's page says, by the kind of its link. English: a locale's
+# layout.html (``fr/layout.html``) writes its own, keyed by ``action`` (see layout.html).
 ACTION_LABELS = {
     "acknowledge": "Read and acknowledge the policy",
     "elect": "Elect or withdraw",
@@ -82,7 +88,8 @@ ACTION_LABELS = {
 }
 
 
-# What the link to a document a program names says, by its context key.
+# What the link to a document a program names says, by its context key (``document`` in the
+# layout); English, like ACTION_LABELS.
 DOCUMENT_LABELS = {
     "policy_url": "Read the policy",
     "template_url": "Download the CMRT template",
@@ -107,50 +114,69 @@ def environment(template_dir: Path | None) -> Environment:
         # every message, and the .html that does not exist would be looked for at every message.
         auto_reload=False,
     )
-    env.filters["day"] = spoken_day
+    env.filters["day"] = _day
     env.filters["when"] = _when
     env.filters["time_of_day"] = _time_of_day
     return env
 
 
-def spoken_day(value: object) -> str:
-    """Return an ISO date (``2017-02-10``) as people read it: ``Friday 10 February 2017``.
+# The context key render() sets to the locale the date filters write in (absent: English).
+DATE_LOCALE = "date_locale"
+
+
+@pass_context
+def _day(context: Context, value: object) -> str:
+    """Return an ISO date (``2017-02-10``) as people read it: ``Friday 10 February 2017``
+    (``fr``: ``vendredi 10 février 2017``).
 
     Anything else (a date already written out, by a template override's context) is returned
     as it is.
     """
-    return _spoken_day(str(value))
+    return _spoken_day(str(value), context.get(DATE_LOCALE))
 
 
 @lru_cache(maxsize=4096)
-def _spoken_day(value: str) -> str:
-    # A batch of messages names the same few days: strftime once per day, not per message.
+def _spoken_day(value: str, locale: str | None) -> str:
+    # A batch of messages names the same few days: format once per day, not per message.
     try:
-        day = date.fromisoformat(str(value))
+        day = date.fromisoformat(value)
     except ValueError:
-        return str(value)
-    return f"{day:%A} {day.day} {day:%B %Y}"
+        return value
+    return spoken_day(day, locale)
+
+
+def _instant(context: Context, value: object) -> datetime | None:
+    """Return an ISO instant as an aware datetime (a wall time is the program's), or None."""
+    try:
+        instant = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if instant.tzinfo is None:  # a wall time of the program's (a meeting's start)
+        instant = instant.replace(tzinfo=_zone(context))
+    return instant
+
+
+def _zone(context: Context) -> ZoneInfo:
+    return ZoneInfo(str(context.get("timezone") or "UTC"))
 
 
 @pass_context
 def _when(context: Context, value: object) -> str:
     """Return an ISO instant in the message's zone (``timezone`` in the context, which delivery
     sets to the program's), the zone named: ``Thursday 19 December 2002, 5:05 PM PST``."""
-    try:
-        instant = datetime.fromisoformat(str(value))
-    except ValueError:
+    instant = _instant(context, value)
+    if instant is None:
         return str(value)
-    zone = ZoneInfo(str(context.get("timezone") or "UTC"))
-    if instant.tzinfo is None:  # a wall time of the program's (a meeting's start)
-        instant = instant.replace(tzinfo=zone)
-    return spoken_instant(instant, zone)
+    return spoken_instant(instant, _zone(context), context.get(DATE_LOCALE))
 
 
 @pass_context
 def _time_of_day(context: Context, value: object) -> str:
     """Return only the time of an ISO instant, as ``when`` writes it: ``4:30 PM PST``."""
-    text = _when(context, value)
-    return text.rpartition(", ")[2]
+    instant = _instant(context, value)
+    if instant is None:
+        return str(value)
+    return spoken_time(instant, _zone(context), context.get(DATE_LOCALE))
 
 
 @cache
@@ -200,16 +226,20 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
     With a ``locale`` in the context (the recipient's), the templates of that locale's folder
     come first (``fr-CA/`` then ``fr/``, in the configured directory, then in the shipped
     ones), and the top level (English) is the fallback. A message's text and its own HTML
-    come from the same folder, so a translation is never mixed with another language.
+    come from the same folder, so a translation is never mixed with another language: its
+    dates are written in the recipient's locale for a locale folder, in English for the top
+    level, and the layout comes from that folder or a more general one.
     """
+    folders = _folders(context)
     folder = ""
     try:
         texts = None
-        for candidate in _folders(context):
+        for candidate in folders:
             texts = _text_template(template_dir, f"{candidate}{template}.txt")
             if texts is not None:
                 folder = candidate
                 break
+        context = {**context, DATE_LOCALE: context["locale"] if folder else None}
         parts = None if texts is None else (texts[0].render(context), texts[1].render(context))
     except TemplateError:
         raise
@@ -223,15 +253,24 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
     text = body.strip() + "\n"
     try:
         found = _template(template_dir, f"{folder}{template}.html")
-        html = _layout(text, context, template_dir) if found is None else found.render(context)
+        html = (
+            _layout(text, context, folders[folders.index(folder) :], template_dir)
+            if found is None
+            else found.render(context)
+        )
     except Exception as exc:
         raise TemplateError(f"{template}.html: {exc}") from None
     return Rendered(subject=subject, text=text, html=html)
 
 
-def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) -> str:
+def _layout(
+    text: str, context: Mapping[str, Any], folders: list[str], template_dir: Path | None
+) -> str:
     """Return the shared HTML layout around ``text``: its paragraphs reflowed, its list items
-    (lines starting with ``-``) as a list, and the action's button when there is one."""
+    (lines starting with ``-``) as a list, and the action's button when there is one.
+
+    The layout is the first of ``folders`` that has one (those of the text's own language,
+    then the top level), so English text never gets a translated frame."""
     # escape() and plain text, not Markup.format: the same escaping, without a string
     # Formatter per paragraph (the layout was a third of rendering a message).
     blocks: list[Markup] = []
@@ -251,7 +290,7 @@ def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) ->
     layout = next(
         (
             found
-            for f in _folders(context)
+            for f in folders
             if (found := _template(template_dir, f"{f}layout.html")) is not None
         ),
         None,
@@ -262,16 +301,19 @@ def _layout(text: str, context: Mapping[str, Any], template_dir: Path | None) ->
     return layout.render(
         blocks=blocks,
         action_url=url,
+        # The kinds too, so that a locale's layout can write its own labels, the English
+        # ones its fallback.
+        action=str(action) if url else None,
         action_label=ACTION_LABELS.get(str(action), "Open") if url else None,
         contact=context.get("contact"),
         # The document the program names (program files check it is one http(s) URL).
         **next(
             (
-                {"document_url": context[key], "document_label": label}
+                {"document_url": context[key], "document": key, "document_label": label}
                 for key, label in DOCUMENT_LABELS.items()
                 if context.get(key)
             ),
-            {"document_url": None, "document_label": None},
+            {"document_url": None, "document": None, "document_label": None},
         ),
     )
 

@@ -108,7 +108,7 @@ def test_a_contacts_locale_picks_their_templates(
         asyncio.run(tick())
         [french] = received(smtp, "t101@example.com")
         assert french["Subject"] == (
-            "Accusé de réception de la politique FCPA (2017-1) avant le Wednesday 4 March 2026"
+            "Accusé de réception de la politique FCPA (2017-1) avant le mercredi 4 mars 2026"
         )
         assert "Bonjour Agence Lumière," in text_of(french)
         # The HTML part is the shipped layout around the French text.
