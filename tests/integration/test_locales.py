@@ -2,7 +2,9 @@
 up in that locale's folder (the deployment's, then the shipped ones), English the fallback.
 
 End to end on both databases: a CSV import, the real FCPA planner, delivery to the aiosmtpd
-sink, the received MIME parsed. The second locale is a test folder of French templates.
+sink, the received MIME parsed. The second locale is a test folder of French templates (a
+request and the HTML layout, whose button and document link it translates); dates are written
+in the language of the template that was used.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from config.programs import Fcpa
 from jobs.imports import ImportErrors, import_csv
 from jobs.storage.db import Person, begin_write
 from scheduler.daemon.service import Service
@@ -26,6 +29,10 @@ from tests.world import PROGRAMS, settings
 
 FCPA = [p for p in PROGRAMS if p.id == "fcpa"]
 NOW = datetime.fromisoformat("2026-03-02T12:00:00+00:00")
+SECRET = "action-secret-for-tests-0123456789abcdef"
+POLICY = "https://intranet.example.com/policies/fcpa-2017-1.pdf"
+# With action links and the policy's address, so the layout has a button and a document link.
+LINKED = [Fcpa.model_validate(p.model_dump() | {"policy_url": POLICY}) for p in FCPA]
 HEADER = "external_id,name,email,role,start_date"
 
 FRENCH = """\
@@ -33,7 +40,7 @@ Subject: Accusé de réception de la politique FCPA ({{ policy_version }}) avant
 Bonjour {{ name }},
 
 Merci de lire la politique anticorruption (FCPA), version {{ policy_version }}, et d'en accuser
-réception.
+réception au plus tard le {{ due|day }}.
 {% if action_url is defined %}
 Pour la lire et en accuser réception, ouvrez ce lien (sans compte) :
 {{ action_url }}
@@ -41,12 +48,29 @@ Pour la lire et en accuser réception, ouvrez ce lien (sans compte) :
 """
 
 
+# The shipped layout's labels in French, the English ones the fallback for any other kind.
+FRENCH_LAYOUT = """\
+<!doctype html>
+<html lang="fr">
+<body>
+{% for block in blocks %}{{ block }}
+{% endfor %}{% if document_url %}<p><a href="{{ document_url }}">{{ {"policy_url": "Lire la \
+politique"}.get(document, document_label) }}</a></p>
+{% endif %}{% if action_url %}<p><a href="{{ action_url }}">{{ {"acknowledge": "Lire la politique \
+et en accuser réception"}.get(action, action_label) }}</a></p>
+<p>Ou ouvrez cette adresse : {{ action_url }}</p>
+{% endif %}</body>
+</html>
+"""
+
+
 @pytest.fixture
 def templates(tmp_path: Path) -> Path:
-    """A deployment's template folder holding one French template, nothing else."""
+    """A deployment's template folder holding a French request and layout, nothing else."""
     folder = tmp_path / "templates"
     (folder / "fr").mkdir(parents=True)
     (folder / "fr" / "fcpa_request.txt").write_text(FRENCH, encoding="utf-8")
+    (folder / "fr" / "layout.html").write_text(FRENCH_LAYOUT, encoding="utf-8")
     return folder
 
 
@@ -83,8 +107,14 @@ def test_a_contacts_locale_picks_their_templates(
     db_url: str, tmp_path: Path, templates: Path, smtp: Server
 ) -> None:
     service = Service(
-        settings(db_url, tmp_path, template_dir=templates),
-        FCPA,
+        settings(
+            db_url,
+            tmp_path,
+            template_dir=templates,
+            action_secret=SECRET,
+            public_url="http://127.0.0.1:8080",
+        ),
+        LINKED,
         transport=smtp.transport(),
     )
     try:
@@ -110,14 +140,26 @@ def test_a_contacts_locale_picks_their_templates(
         assert french["Subject"] == (
             "Accusé de réception de la politique FCPA (2017-1) avant le mercredi 4 mars 2026"
         )
-        assert "Bonjour Agence Lumière," in text_of(french)
-        # The HTML part is the shipped layout around the French text.
+        text = text_of(french)
+        assert "Bonjour Agence Lumière," in text
+        assert "réception au plus tard le mercredi 4 mars 2026." in " ".join(text.split())
+        # The HTML part is the French layout around the French text: its button and link.
         html = text_of(french, "html")
-        assert html.startswith("<!doctype html>") and "Merci de lire la politique" in html
+        assert html.startswith("<!doctype html>") and '<html lang="fr">' in html
+        assert "Merci de lire la politique" in html and "mercredi 4 mars 2026" in html
+        assert f'<a href="{POLICY}">Lire la politique</a>' in html
+        assert ">Lire la politique et en accuser réception</a>" in html
+        assert "Ou ouvrez cette adresse : http" in html
         for english in ("t102@example.com", "t103@example.com"):
             [message] = received(smtp, english)
-            assert "FCPA" in message["Subject"] and "Accusé" not in message["Subject"]
+            # No German templates: the English email, its date and button English too.
+            assert message["Subject"] == (
+                "Please acknowledge the FCPA policy (2017-1) by Wednesday 4 March 2026"
+            )
             assert "Bonjour" not in text_of(message)
+            html = text_of(message, "html")
+            assert '<html lang="en">' in html and f'<a href="{POLICY}">Read the policy</a>' in html
+            assert ">Read and acknowledge the policy</a>" in html
     finally:
         service.engine.dispose()
 
