@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -106,16 +107,20 @@ def add_users(service: Service) -> None:
 
 
 @contextmanager
-def opened(db_url: str, tmp_path: Path) -> Iterator[Desk]:
+def opened(db_url: str, tmp_path: Path, **changes: Any) -> Iterator[Desk]:
     """Yield the seed world delivered at ``NOW`` (S002's address refused with a 550), with
-    an operator (alice) and a viewer (victor), the app served on a free port."""
+    an operator (alice) and a viewer (victor), the app served on a free port; ``changes``
+    to the settings (``world.settings``)."""
     clock = FakeClock(NOW)
     with sinks() as started:
         smtp = started.start()
         smtp.recorder.rcpt_replies[GONE] = "550 5.1.1 no such user"
         server = LiveServer(None)
         service = world.seeded(
-            Service(world.settings(db_url, tmp_path, public_url=server.url), world.PROGRAMS)
+            Service(
+                world.settings(db_url, tmp_path, public_url=server.url, **changes),
+                world.PROGRAMS,
+            )
         )
         add_users(service)
         made = Desk(service, clock, smtp, server)

@@ -20,6 +20,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from starlette.routing import Route
 from calendars.events import event_to_dict
 from calendars.kinds import effective
 from calendars.plan import plan
-from jobs.storage import evidence, reads
+from jobs.storage import cancelled, evidence, reads
 from jobs.storage import messages as store
 from jobs.storage.db import EventSource, OutboxState, PersonKind, begin_write
 from jobs.storage.snapshot import load_facts
@@ -149,6 +150,19 @@ def routes(service: Service, clock: Callable[[], datetime], guard: Guard) -> lis
     """Return the read routes and the message actions; ``guard(request, scope, handler)``
     authenticates, checks the scope, and turns ``Refused`` into problem details."""
     programs = {p.id: p for p in service.programs}
+    zone = ZoneInfo(service.settings.timezone)
+
+    def described(session: Any, rows: Sequence[store.Message]) -> list[dict[str, Any]]:
+        """Return ``rows`` as JSON, each cancelled one with why (days in the deployment's zone)."""
+        why = cancelled.reasons(session, rows, zone)
+        return [
+            m.as_json()
+            | {
+                "withdrawn": (c := why.get(m.id)) is not None and c.withdrawn,
+                "cancelled_why": None if c is None else c.why,
+            }
+            for m in rows
+        ]
 
     async def db(work: Callable[[], _T]) -> _T:
         return await asyncio.to_thread(work)
@@ -205,7 +219,7 @@ def routes(service: Service, clock: Callable[[], datetime], guard: Guard) -> lis
                     due_to=q.due_to,
                 )
                 rows = store.page(session, filters, after=after, limit=q.limit)
-                return [m.as_json() for m in rows]
+                return described(session, rows)
 
         return _page(request, await db(work), q.limit)
 
@@ -218,7 +232,7 @@ def routes(service: Service, clock: Callable[[], datetime], guard: Guard) -> lis
                 if found is None:
                     raise Refused(404, f"no message {ref!r} (an id, an identity or a Message-ID)")
                 sent = evidence.load(session, found.id)
-                return found.as_json() | {
+                return described(session, [found])[0] | {
                     "resends": store.resends(session, found.id),
                     "actions": [
                         {"id": e.id, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
@@ -445,7 +459,9 @@ def openapi_paths(error: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
         ),
         f"{PREFIX}/messages": op(
             "List messages", "Outgoing messages (filters: program, person, state, kind = the "
-            "message's job, due range).", MessageQuery, listing("messages"),
+            "message's job, due range). A cancelled one says why (`cancelled_why`) and whether "
+            "the planner withdrew it (`withdrawn`: a forecast the facts no longer call for, "
+            "never sent) rather than an operator.", MessageQuery, listing("messages"),
         ),
         f"{PREFIX}/messages/{{ref}}": op(
             "Show a message", "One message: its state, attempts, the server's reply, the "

@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from calendars.notices import PersonView
 from jobs.digest import readable
-from jobs.storage import actions, evidence, messages, reads, tokens
+from jobs.storage import actions, cancelled, evidence, messages, reads, tokens
+from jobs.storage.cancelled import Cancelled
 from jobs.storage.db import EventSource, begin_write
 from jobs.storage.obligations import RETIRED
 from scheduler.web.auth import PREFIX, Role, check_csrf, require
@@ -71,6 +72,8 @@ class Loaded:
     events: list[dict[str, Any]]
     feed_since: datetime | None
     owes: list[dict[str, Any]] = field(default_factory=list)  # obligations, as the API gives them
+    #: Why each cancelled message is (withdrawn by the planner, or cancelled by an operator).
+    cancelled: dict[int, Cancelled] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,16 +125,19 @@ def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
     for m in loaded.messages:
         at = m.sent_at or m.due_at
         code, reply, data = loaded.texts.get(m.id, (m.last_code, m.last_error or "", b""))
+        said = f"{code or ''} {reply}".strip()
+        state = m.state
+        if (why := loaded.cancelled.get(m.id)) is not None:
+            # A withdrawn forecast was never a message: it is not shown as one cancelled.
+            state, said = ("withdrawn" if why.withdrawn else m.state), why.why
         out.append(
             Entry(
                 at=at,
                 when=f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
                 kind="message",
                 title=f"{readable(m.job)} to {m.recipient}",
-                state=m.state,
-                detail=" · ".join(
-                    part for part in (m.program, f"{code or ''} {reply}".strip()) if part
-                ),
+                state=state,
+                detail=" · ".join(part for part in (m.program, said) if part),
                 text=sent_text(data) if data else "",
                 href=f"{PREFIX}/messages/{m.id}",
             )
@@ -155,7 +161,7 @@ def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
     return sorted(out, key=lambda entry: entry.at, reverse=True)
 
 
-def _load(context: Dashboard, key: str) -> Loaded | None:
+def _load(context: Dashboard, key: str, zone: ZoneInfo) -> Loaded | None:
     with context.service.factory() as session:
         person_id = reads.person_id(session, key)
         person = actions.person_by_id(session, person_id) if person_id is not None else None
@@ -178,6 +184,7 @@ def _load(context: Dashboard, key: str) -> Loaded | None:
             owes=reads.obligations(
                 session, reads.ObligationFilters(person_id=person.id), limit=TIMELINE
             ),
+            cancelled=cancelled.reasons(session, listed, zone),
         )
 
 
@@ -189,10 +196,10 @@ async def person_page(request: Request) -> Response:
 async def _show(request: Request, *, issued: str | None, notice: str) -> Response:
     context = dashboard_of(request)
     key = request.path_params["key"]
-    loaded = await asyncio.to_thread(_load, context, key)
+    zone = ZoneInfo(context.service.settings.timezone)
+    loaded = await asyncio.to_thread(_load, context, key, zone)
     if loaded is None:
         return message(request, 404, "No such person", "Nobody has that id.")
-    zone = ZoneInfo(context.service.settings.timezone)
     return render(
         request,
         "person.html",
