@@ -145,38 +145,36 @@ def _spoken_day(value: str, locale: str | None) -> str:
     return spoken_day(day, locale)
 
 
-def _instant(context: Context, value: object) -> datetime | None:
-    """Return an ISO instant as an aware datetime (a wall time is the program's), or None."""
-    try:
-        instant = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    if instant.tzinfo is None:  # a wall time of the program's (a meeting's start)
-        instant = instant.replace(tzinfo=_zone(context))
-    return instant
-
-
-def _zone(context: Context) -> ZoneInfo:
-    return ZoneInfo(str(context.get("timezone") or "UTC"))
-
-
 @pass_context
 def _when(context: Context, value: object) -> str:
     """Return an ISO instant in the message's zone (``timezone`` in the context, which delivery
     sets to the program's), the zone named: ``Thursday 19 December 2002, 5:05 PM PST``."""
-    instant = _instant(context, value)
-    if instant is None:
-        return str(value)
-    return spoken_instant(instant, _zone(context), context.get(DATE_LOCALE))
+    return _spoken_instant(
+        str(value), str(context.get("timezone") or "UTC"), context.get(DATE_LOCALE), False
+    )
 
 
 @pass_context
 def _time_of_day(context: Context, value: object) -> str:
     """Return only the time of an ISO instant, as ``when`` writes it: ``4:30 PM PST``."""
-    instant = _instant(context, value)
-    if instant is None:
-        return str(value)
-    return spoken_time(instant, _zone(context), context.get(DATE_LOCALE))
+    return _spoken_instant(
+        str(value), str(context.get("timezone") or "UTC"), context.get(DATE_LOCALE), True
+    )
+
+
+@lru_cache(maxsize=4096)
+def _spoken_instant(value: str, timezone: str, locale: str | None, time_only: bool) -> str:
+    # A batch names the same few instants (a cutoff, a meeting): format each once, not per
+    # message (Babel's formatting doubled the cost of rendering one).
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    zone = ZoneInfo(timezone)
+    if instant.tzinfo is None:  # a wall time of the program's (a meeting's start)
+        instant = instant.replace(tzinfo=zone)
+    speak = spoken_time if time_only else spoken_instant
+    return speak(instant, zone, locale)
 
 
 @cache
