@@ -25,7 +25,7 @@ from jobs.imports import ImportErrors, import_csv
 from jobs.storage.db import Person, begin_write
 from scheduler.daemon.service import Service
 from tests.smtp_sink import Server, sinks
-from tests.world import PROGRAMS, settings
+from tests.world import OFFER, PROGRAMS, seed_people, settings
 
 FCPA = [p for p in PROGRAMS if p.id == "fcpa"]
 NOW = datetime.fromisoformat("2026-03-02T12:00:00+00:00")
@@ -203,5 +203,57 @@ def test_a_bad_locale_is_refused_naming_row_and_column(
         assert f"{bad!r} is not a locale such as 'en', 'fr' or 'fr-CA'" in error.message
         with begin_write(service.factory) as session:
             assert session.scalars(select(Person)).all() == []  # nothing written
+    finally:
+        service.engine.dispose()
+
+
+# The offer's ``cutoff`` is ready-made English; a translation writes the instant itself.
+FRENCH_ANNOUNCEMENT = """\
+Subject: {{ program_name }} : choisissez avant le {{ cutoff_utc|when }}
+Bonjour {{ name }},
+
+Les nouvelles options seraient attribuées le {{ grant_date|day }}.
+"""
+
+
+def test_a_french_offer_announcement_writes_the_cutoff_in_french(
+    db_url: str, tmp_path: Path, smtp: Server
+) -> None:
+    """The real offer planner and delivery: the zone the cutoff is written in is the
+    program's (America/Los_Angeles), PST in January, its date and time French."""
+    (tmp_path / "templates" / "fr").mkdir(parents=True)
+    announcement = tmp_path / "templates" / "fr" / "offer_announcement.txt"
+    announcement.write_text(FRENCH_ANNOUNCEMENT, encoding="utf-8")
+    offer = [p for p in PROGRAMS if p.id == OFFER]
+    opened = datetime.fromisoformat("2002-12-19T17:00:00+00:00")  # 9:00 AM PST on the day
+    service = Service(
+        settings(db_url, tmp_path, template_dir=tmp_path / "templates"),
+        offer,
+        transport=smtp.transport(),
+    )
+    try:
+        with begin_write(service.factory) as session:
+            seed_people(session, opened)
+            session.flush()
+            pat = session.scalars(select(Person).where(Person.external_id == "E1001")).one()
+            pat.locale = "fr"
+
+        async def tick() -> None:
+            await service.plan(opened)
+            await service.deliver(opened)
+            await service.transport.close()
+
+        asyncio.run(tick())
+        [message] = [
+            email.message_from_bytes(r.content, policy=email.policy.default)
+            for r in smtp.recorder.received
+            if r.rcpt_tos == ["e1001@example.com"] and b"/announcement\r\n" in r.content
+        ]
+        assert message["Subject"] == (
+            "2003 Stock Option Exchange Program : choisissez avant le "
+            "lundi 20 janvier 2003, 21:00 PST"
+        )
+        assert isinstance(message, EmailMessage)
+        assert "attribuées le lundi 21 juillet 2003." in text_of(message)
     finally:
         service.engine.dispose()
