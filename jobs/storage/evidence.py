@@ -93,6 +93,18 @@ def load(session: Session, outbox_id: int) -> Sent | None:
     )
 
 
+def sent_as(session: Session, message_id: str, *, limit: int) -> list[int]:
+    """Return the outbox ids of the rows sent as the email ``message_id`` (without angle
+    brackets), lowest first, at most ``limit``: one row, or the rows of a combined email."""
+    stmt = (
+        select(SENT.c.outbox_id)
+        .where(SENT.c.message_id == message_id)
+        .order_by(SENT.c.outbox_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
 def replies(session: Session, outbox_ids: Sequence[int]) -> dict[int, tuple[int | None, str]]:
     """Return the server's (code, reply) for each of ``outbox_ids`` that has evidence."""
     if not outbox_ids:

@@ -9,6 +9,7 @@ Every function runs in the caller's session and transaction and never commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -178,6 +179,12 @@ def find(session: Session, ref: str | int) -> Message | None:
         where = (_c.identity == text) | (_c.message_id == text)
     row = session.execute(_select().where(where)).first()
     return None if row is None else _message(row)
+
+
+def by_ids(session: Session, ids: Sequence[int]) -> list[Message]:
+    """Return the messages ``ids`` (those that exist), by id."""
+    stmt = _select().where(_c.id.in_(list(ids))).order_by(_c.id)
+    return [_message(row) for row in session.execute(stmt)]
 
 
 def resends(session: Session, id: int) -> list[int]:

@@ -26,11 +26,16 @@ from scheduler.cli.context import Context, fail
 from scheduler.cli.terminal import shown
 
 if TYPE_CHECKING:
+    from jobs.storage.evidence import Sent
     from jobs.storage.messages import Message
     from scheduler.daemon.service import Service
 
 STATES = ("pending", "claimed", "sent", "failed", "skipped", "cancelled")
 EXIT_REFUSED = 1
+#: An id, an identity or a Message-ID fits on one header line (RFC 5322: 998 characters).
+REF_MAX = 998
+#: The rows of one combined email ``show`` lists (a group is cut at 500 people by default).
+ROWS = 1000
 
 
 def default_actor() -> str:
@@ -151,28 +156,49 @@ def _person_id(session: Any, key: str) -> int:
 @click.option("--raw", is_flag=True, help="Print only the bytes as sent.")
 @click.pass_obj
 def show(obj: Context, ref: str, raw: bool) -> None:
-    """Show MESSAGE (an id, an identity or a Message-ID) and the bytes that were sent."""
+    """Show MESSAGE (an id, an identity or a Message-ID) and the bytes that were sent.
+
+    The Message-ID of a combined email (escalations of one recipient and day) shows the email
+    once and lists the rows it covered.
+    """
     from jobs.storage import evidence
     from jobs.storage import messages as store
 
+    _check_ref(ref)
     service = _service(obj)
     try:
         with service.factory() as session:
             message = store.find(session, ref)
-            if message is None:
+            covered: list[Message] = []
+            if message is None and not ref.isdigit():
+                # Not a row's own: the Message-ID an email was sent under (a combined one).
+                bare = ref.strip().removeprefix("<").removesuffix(">")
+                covered = store.by_ids(session, evidence.sent_as(session, bare, limit=ROWS + 1))
+            if message is None and not covered:
                 fail(f"no message {ref!r} (an id, an identity or a Message-ID)")
-            sent = evidence.load(session, message.id)
-            actions = store.events(session, message)
-            resent = store.resends(session, message.id)
+            sent = evidence.load(session, message.id if message else covered[0].id)
+            if message is not None:
+                actions = store.events(session, message)
+                resent = store.resends(session, message.id)
+                within = 0
+                if sent is not None and sent.message_id != message.message_id:
+                    within = len(evidence.sent_as(session, sent.message_id, limit=ROWS + 1))
     finally:
         service.engine.dispose()
     if raw:
         if sent is None:
-            fail(f"message {message.id} has no stored bytes (state {message.state})")
-        sys.stdout.buffer.write(sent.data)
-        sys.stdout.buffer.flush()
+            state = message.state if message else covered[0].state
+            fail(f"message {ref!r} has no stored bytes (state {state})")
+        _bytes(sent.data)
+        return
+    if message is None:
+        assert sent is not None  # found through its evidence
+        _combined(covered, sent)
         return
     _describe(message)
+    if within and sent is not None:
+        rows = f"{within if within <= ROWS else f'more than {ROWS}'} rows"
+        click.echo(shown(f"sent within: <{sent.message_id}> (one email of {rows}: show it)"))
     if resent:
         click.echo(f"resent as:   {', '.join(map(str, resent))}")
     for event in actions:
@@ -182,12 +208,49 @@ def show(obj: Context, ref: str, raw: bool) -> None:
     if sent is None:
         click.echo("(no stored bytes: not sent, or sent before evidence was kept)")
         return
+    _evidence(sent)
+
+
+def _check_ref(ref: str) -> None:
+    """Refuse a MESSAGE that cannot name one: empty, longer than a header line, controls."""
+    bare = ref.strip().removeprefix("<").removesuffix(">").strip()
+    if not bare:
+        fail("MESSAGE is empty: give an id, an identity or a Message-ID")
+    if len(ref) > REF_MAX:
+        fail(
+            f"MESSAGE is {len(ref)} characters long: an id, an identity or a Message-ID has "
+            f"at most {REF_MAX}"
+        )
+    if (bad := next((i for i, c in enumerate(ref) if shown(c) != c), None)) is not None:
+        fail(
+            f"MESSAGE {ref[:80]!r} has a control character at position {bad + 1}: an id, "
+            "an identity or a Message-ID has none"
+        )
+
+
+def _combined(covered: list[Message], sent: Sent) -> None:
+    """Print an email sent for several rows once, and each row it covered."""
+    count = f"more than {ROWS}" if len(covered) > ROWS else str(len(covered))
+    click.echo(shown(f"message-id:  <{sent.message_id}>"))
+    click.echo(f"rows:        {count} (one email)")
+    click.echo(f"sent:        {sent.sent_at.isoformat()}")
+    for m in covered[:ROWS]:
+        line = f"  {m.id:>8}  {m.state:<9}  {m.person or '-':<24}  {m.job:<20}  {m.identity}"
+        click.echo(shown(line))
+    _evidence(sent)
+
+
+def _evidence(sent: Sent) -> None:
     # The reply is the remote server's text: shown, never obeyed (scheduler.cli.terminal).
     click.echo(shown(f"server:      {sent.code if sent.code is not None else '-'} {sent.reply}"))
     click.echo(f"bytes:       {len(sent.data)}")
     click.echo("")
+    _bytes(sent.data)
+
+
+def _bytes(data: bytes) -> None:
     sys.stdout.flush()
-    sys.stdout.buffer.write(sent.data)
+    sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
 

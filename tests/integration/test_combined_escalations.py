@@ -18,7 +18,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
 
 from calendars.escalations import COMBINED_JOBS
 from config.facts import FactKind
@@ -27,6 +28,7 @@ from jobs.mail.transport import DeliveryResult, Transport
 from jobs.record import record
 from jobs.storage import evidence, outbox
 from jobs.storage.db import (
+    EventLog,
     EventSource,
     FcpaRole,
     OutboxMessage,
@@ -36,6 +38,7 @@ from jobs.storage.db import (
     SentMessage,
     begin_write,
 )
+from scheduler.cli.main import cli
 from scheduler.daemon.service import Service
 from tests.smtp_sink import Server, sinks
 from tests.world import PROGRAMS, settings
@@ -287,3 +290,69 @@ def test_a_group_larger_than_one_email_lists_goes_out_in_several(
         == ["Escalation: 10 people have not acknowledged the FCPA policy"] * 4
     )
     assert Counter(row.state for row in escalation_rows(svc)) == {OutboxState.SENT: 40}
+
+
+def tickler(service: Service, tmp_path: Path, *args: str) -> Result:
+    """Run ``tickler messages ARGS`` on the service's database, as an operator would."""
+    env = {
+        "TICKLER_DATABASE_URL": service.settings.database_url,
+        "TICKLER_MAILDIR": str(tmp_path / "maildir"),
+    }
+    return CliRunner().invoke(cli, ["messages", *args], env=env)
+
+
+def stored(service: Service) -> tuple[list[tuple[int, str, datetime]], int]:
+    """Return every outbox row's (id, state, updated_at) and the event log's length."""
+    with service.factory() as session:
+        rows = session.execute(
+            select(OutboxMessage.id, OutboxMessage.state, OutboxMessage.updated_at).order_by(
+                OutboxMessage.id
+            )
+        )
+        logged = session.scalar(select(func.count()).select_from(EventLog))
+        return [(i, str(s), u) for i, s, u in rows], int(logged or 0)
+
+
+def test_messages_show_takes_the_combined_emails_message_id(
+    svc: Service, smtp: Server, tmp_path: Path
+) -> None:
+    due = escalation_due(svc)
+    acknowledge(svc, "E2001", due - timedelta(hours=1))
+    run(svc, due + timedelta(minutes=1))
+    mid = check_one_email_of_39(svc, smtp)["Message-ID"]
+    [received] = [r.content for r in smtp.recorder.received if r.rcpt_tos == [OFFICER]]
+    sent = [r.id for r in escalation_rows(svc) if r.state == OutboxState.SENT]
+    before = stored(svc)
+
+    for ref in (mid, mid.strip("<>"), f" {mid} "):
+        shown = tickler(svc, tmp_path, "show", ref)
+        assert shown.exit_code == 0, shown.output
+        head, _, body = shown.stdout_bytes.partition(b"\n\n")
+        text = head.decode()
+        assert f"message-id:  {mid}" in text and "rows:        39 (one email)" in text
+        assert re.findall(r"^ +(\d+) +sent +employee:E\d+ +fcpa_escalation ", text, re.M) == [
+            str(i) for i in sent
+        ]
+        assert "server:      250 " in text
+        assert body == received  # the email once, as the server took it
+    raw = tickler(svc, tmp_path, "show", "--raw", mid)
+    assert raw.exit_code == 0 and raw.stdout_bytes == received
+    # A row of it, by id, names the email it went out in.
+    one = tickler(svc, tmp_path, "show", str(sent[5]))
+    assert one.exit_code == 0, one.output
+    assert f"sent within: {mid} (one email of 39 rows: show it)" in one.stdout
+
+    refused = [
+        ("<nobody@example.com>", "no message '<nobody@example.com>' (an id, an identity or"),
+        ("' OR '1'='1", "no message \"' OR '1'='1\""),
+        ("<>", "MESSAGE is empty: give an id, an identity or a Message-ID"),
+        ("x" * 2000, "MESSAGE is 2000 characters long: an id, an identity or a Message-ID has"),
+        (f"\x1b[2J{mid}", "has a control character at position 1"),
+        (f"{mid}\r\nBcc: x@example.com", "has a control character at position"),
+    ]
+    for ref, error in refused:
+        bad = tickler(svc, tmp_path, "show", ref)
+        assert bad.exit_code == 2, (ref, bad.output)
+        assert error in bad.stderr and bad.stdout == "", (ref, bad.stderr)
+        assert "\x1b" not in bad.stderr and "\r" not in bad.stderr
+    assert stored(svc) == before
