@@ -161,6 +161,9 @@ def show(obj: Context, ref: str, raw: bool) -> None:
     The Message-ID of a combined email (escalations of one recipient and day) shows the email
     once and lists the rows it covered.
     """
+    from zoneinfo import ZoneInfo
+
+    from jobs.storage import cancelled as cancellations
     from jobs.storage import evidence
     from jobs.storage import messages as store
 
@@ -180,6 +183,8 @@ def show(obj: Context, ref: str, raw: bool) -> None:
             if message is not None:
                 actions = store.events(session, message)
                 resent = store.resends(session, message.id)
+                zone = ZoneInfo(obj.settings.timezone)
+                why = cancellations.reasons(session, [message], zone).get(message.id)
                 within = 0
                 if sent is not None and sent.message_id != message.message_id:
                     within = len(evidence.sent_as(session, sent.message_id, limit=ROWS + 1))
@@ -196,6 +201,8 @@ def show(obj: Context, ref: str, raw: bool) -> None:
         _combined(covered, sent)
         return
     _describe(message)
+    if why is not None:
+        click.echo(shown(f"{'withdrawn:' if why.withdrawn else 'cancelled:':<12} {why.why}"))
     if within and sent is not None:
         rows = f"{within if within <= ROWS else f'more than {ROWS}'} rows"
         click.echo(shown(f"sent within: <{sent.message_id}> (one email of {rows}: show it)"))

@@ -341,6 +341,11 @@ def test_messages_show_takes_the_combined_emails_message_id(
     one = tickler(svc, tmp_path, "show", str(sent[5]))
     assert one.exit_code == 0, one.output
     assert f"sent within: {mid} (one email of 39 rows: show it)" in one.stdout
+    # E2001's escalation, withdrawn when E2001 acknowledged, is no message of it.
+    [gone] = [r.id for r in escalation_rows(svc) if r.state == OutboxState.CANCELLED]
+    withdrawn = tickler(svc, tmp_path, "show", str(gone))
+    assert "withdrawn:   no longer needed: acknowledged on 2026-03-" in withdrawn.stdout
+    assert "sent within" not in withdrawn.stdout
 
     refused = [
         ("<nobody@example.com>", "no message '<nobody@example.com>' (an id, an identity or"),

@@ -72,6 +72,13 @@ def test_withdrawn_forecasts_and_an_operators_cancel_say_why(desk: Desk) -> None
     with desk.client("victor") as viewer:
         s001 = heads(viewer.get("/dashboard/people/supplier:S001"))
         s002 = heads(viewer.get("/dashboard/people/supplier:S002"))
+        forecast = viewer.get(f"/dashboard/messages/{withdrawn[0].id}").text
+        theirs = viewer.get(f"/dashboard/messages/{follow_up.id}").text
+    assert '<span class="status withdrawn">withdrawn</span></h1>' in forecast
+    assert f"<dt>Withdrawn</dt><dd>{RECEIVED}<br>" in forecast
+    assert "no longer planned" not in forecast  # the outbox's own words, not a person's
+    assert '<span class="status cancelled">cancelled</span></h1>' in theirs
+    assert "<dt>Cancelled</dt><dd>cancelled by user:alice: supplier asked for a call" in theirs
     lines = [line for line in s001 if RECEIVED in line]
     assert len(lines) == 4 and all(" withdrawn " in line for line in lines), s001
     assert not [line for line in s001 if " cancelled " in line]

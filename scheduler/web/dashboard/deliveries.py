@@ -33,7 +33,9 @@ from starlette.routing import Route
 from config.programs import Program
 from jobs.record import RecordError, correct_email
 from jobs.storage import Session, evidence, people
+from jobs.storage import cancelled as cancellations
 from jobs.storage import messages as store
+from jobs.storage.cancelled import Cancelled
 from jobs.storage.db import EventLog, EventSource, PersonKind, begin_write
 from scheduler.web.auth import Role, User, auth_of, check_csrf, require
 from scheduler.web.dashboard.context import dashboard_of
@@ -90,6 +92,8 @@ class Detail:
     actions: list[tuple[str, str, str, str]]  # (when, what, who, reason)
     resent_as: list[int]
     resend_of: int | None
+    #: Why it is cancelled (None: it is not); ``withdrawn``: a forecast, never a message.
+    cancelled: Cancelled | None = None
 
 
 def when(instant: datetime | None, zone: ZoneInfo) -> str:
@@ -155,6 +159,7 @@ def detail(
     resent_as: Sequence[int],
     current: str,
     now: datetime,
+    cancelled: Cancelled | None = None,
 ) -> Detail:
     """Return the message page's view of ``m`` and what was done to it."""
     zone = _zone(programs, m.program)
@@ -180,6 +185,7 @@ def detail(
         ],
         resent_as=list(resent_as),
         resend_of=m.resend_of,
+        cancelled=cancelled,
     )
 
 
@@ -253,6 +259,9 @@ async def _page(
                 resent_as=store.resends(session, m.id),
                 current=_current(session, m),
                 now=now,
+                cancelled=cancellations.reasons(
+                    session, [m], _zone(dashboard.programs, m.program)
+                ).get(m.id),
             )
 
     shown = await asyncio.to_thread(read)
