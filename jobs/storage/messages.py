@@ -181,6 +181,12 @@ def find(session: Session, ref: str | int) -> Message | None:
     return None if row is None else _message(row)
 
 
+def latest(session: Session, person_id: int, *, limit: int) -> list[Message]:
+    """Return the ``limit`` newest messages of ``person_id`` (by id, newest first)."""
+    stmt = _select().where(_c.person_id == person_id).order_by(_c.id.desc()).limit(limit)
+    return [_message(row) for row in session.execute(stmt)]
+
+
 def by_ids(session: Session, ids: Sequence[int]) -> list[Message]:
     """Return the messages ``ids`` (those that exist), by id."""
     stmt = _select().where(_c.id.in_(list(ids))).order_by(_c.id)

@@ -112,9 +112,12 @@ def events(
     kind: str | None = None,
     after: int = 0,
     limit: int = 100,
+    newest: bool = False,
 ) -> list[dict[str, Any]]:
-    """Return up to ``limit`` event-log rows (facts and operators' actions) above ``after``."""
-    stmt = select(EventLog).where(EventLog.id > after).order_by(EventLog.id).limit(limit)
+    """Return up to ``limit`` event-log rows (facts and operators' actions) above ``after``,
+    by id; ``newest``: the last ``limit`` of them, newest first (a timeline's)."""
+    order = EventLog.id.desc() if newest else EventLog.id
+    stmt = select(EventLog).where(EventLog.id > after).order_by(order).limit(limit)
     if program is not None:
         stmt = stmt.where(EventLog.program == program)
     if person_id is not None:

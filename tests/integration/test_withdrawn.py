@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from jobs.storage.db import OutboxState
+from scheduler.web.dashboard import person
 from tests.dashboard_desk import CMRT, Desk, csrf, opened
 
 AUDITOR = "auditor:auditor-secret-0123456789"
@@ -28,6 +29,21 @@ def desk(db_url: str, tmp_path: Path) -> Iterator[Desk]:
     tokens = {"api_tokens": [AUDITOR], "api_scopes": {"auditor": ["read"]}}
     with opened(db_url, tmp_path, **tokens) as made:
         yield made
+
+
+def test_the_timeline_holds_the_newest_messages_and_events(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person of many years has more than a page holds: the page shows the newest."""
+    monkeypatch.setattr(person, "TIMELINE", 3)
+    [s001] = {m.person_id for m in desk.rows() if "/supplier:S001/request/" in m.identity}
+    mine = [m.id for m in desk.rows() if m.person_id == s001]
+    assert len(mine) > 3
+    with desk.client("victor") as viewer:
+        page = viewer.get("/dashboard/people/supplier:S001")
+    shown = [int(i) for i in re.findall(r'<a href="/dashboard/messages/(\d+)">', page.text)]
+    assert sorted(shown) == mine[-3:]
+    assert "The latest 3 messages and the latest 3 events are shown." in page.text
 
 
 def heads(page: httpx.Response) -> list[str]:

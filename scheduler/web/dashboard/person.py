@@ -167,7 +167,8 @@ def _load(context: Dashboard, key: str, zone: ZoneInfo) -> Loaded | None:
         person = actions.person_by_id(session, person_id) if person_id is not None else None
         if person is None:
             return None
-        listed = messages.page(session, messages.Filters(person_id=person.id), limit=TIMELINE)
+        # The newest of each: a person of many years has more than a page holds.
+        listed = messages.latest(session, person.id, limit=TIMELINE)
         texts: dict[int, tuple[int | None, str, bytes]] = {}
         for m in listed:
             if m.state == "sent":
@@ -179,7 +180,7 @@ def _load(context: Dashboard, key: str, zone: ZoneInfo) -> Loaded | None:
             person=person,
             messages=listed,
             texts=texts,
-            events=reads.events(session, person_id=person.id, limit=TIMELINE),
+            events=reads.events(session, person_id=person.id, limit=TIMELINE, newest=True),
             feed_since=active[-1].created_at if active else None,
             owes=reads.obligations(
                 session, reads.ObligationFilters(person_id=person.id), limit=TIMELINE
@@ -216,6 +217,7 @@ async def _show(request: Request, *, issued: str | None, notice: str) -> Respons
         notice=notice,
         zone=context.service.settings.timezone,
         more=len(loaded.messages) >= TIMELINE or len(loaded.events) >= TIMELINE,
+        limit=TIMELINE,
     )
 
 
