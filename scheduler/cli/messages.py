@@ -1,8 +1,10 @@
 """``tickler messages``: the outbox as an operator handles it, one message at a time.
 
 ``list`` pages through messages (filters: program, person, state, kind, due range); ``show``
-prints one message: what it is, its attempts and the server's reply, the operators' actions on
-it, then the exact bytes that were sent (kept by the delivery job; ``--raw``: only those bytes).
+prints one message: what it is, its attempts and the server's reply, why it is cancelled or
+withdrawn, the operators' actions on it, then the exact bytes that were sent (kept by the
+delivery job; ``--raw``: only those bytes). Given the Message-ID of a combined email, ``show``
+prints that email once and the rows it covered.
 ``retry`` (a failed message), ``cancel`` (a pending one) and ``resend`` (a sent one: a new
 message with a new identity, linked to the first) each write an event-log row with who did it.
 Exit codes: 0 done, 1 refused (the message is not in a state the action takes), 2 bad input
