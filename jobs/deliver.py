@@ -399,7 +399,7 @@ Mark = Callable[[Session], bool]
 # 1.3 ms on SQLite here, WAL and synchronous FULL) is most of recording a message in a small
 # group: 500 us a message in groups of 4, 260 in groups of 16. At 5 ms a loaded machine's
 # groups averaged 4.6; a wait this long fills them while the senders go on (room for
-# ``unrecorded`` is unchanged: so is what a crash can repeat); a sent mark waits 25 ms more.
+# ``unrecorded`` is unchanged: so is what a crash can repeat); a sent mark waits 25 ms at most.
 GROUP_DELAY = 0.025
 Kind = Literal["sent", "retried", "failed", "skipped", "released"]
 
