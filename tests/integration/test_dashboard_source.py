@@ -100,3 +100,18 @@ def test_upgrade_keeps_every_old_source_and_downgrade_maps_dashboard_to_api(
     upgrade(empty_db_url, "head")
     add(empty_db_url, "dashboard", "user:bob")
     assert sources(empty_db_url)[-1] == ("user:bob", "dashboard")
+
+
+def test_downgrade_below_the_link_source_keeps_every_row(empty_db_url: str) -> None:
+    """0009's downgrade maps ``link`` back to ``api`` as 0011's does ``dashboard``: a database
+    holding answers from links and from the dashboard goes back to 0008 with every row."""
+    upgrade(empty_db_url, "head")
+    for source in (*OLD, "dashboard"):
+        add(empty_db_url, source, f"by-{source}")
+    downgrade(empty_db_url, "0008")
+    assert current_revision(empty_db_url) == "0008"
+    assert sources(empty_db_url) == [
+        (f"by-{s}", "api" if s in ("link", "dashboard") else s) for s in (*OLD, "dashboard")
+    ]
+    with pytest.raises(IntegrityError):  # 0008's CHECK: no link source
+        add(empty_db_url, "link", "after-downgrade")

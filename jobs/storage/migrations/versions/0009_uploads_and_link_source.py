@@ -7,7 +7,7 @@ Create Date: 2026-12-02
 ``uploaded_files`` holds the bytes of each CMRT accepted through an action link, once per
 content (keyed by its sha256, which the recorded fact names), with its size and when it first
 came. ``event_log.source`` gains ``link``: a fact recorded from an action page says so, rather
-than ``api``.
+than ``api``. The downgrade writes ``api`` back into those rows (what they said before).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # An answer from a link said ``api`` before this revision: say so again, or the older
+    # CHECK would refuse the rows and the downgrade fail.
+    log = sa.table("event_log", sa.column("source", sa.String(32)))
+    op.execute(log.update().where(log.c.source == "link").values(source="api"))
     with op.batch_alter_table("event_log") as batch:
         batch.alter_column(
             "source", existing_type=_source(_AFTER), type_=_source(_BEFORE), existing_nullable=False
