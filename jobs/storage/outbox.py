@@ -19,6 +19,7 @@ Rules for callers:
 - ``now`` is always an argument (aware, any zone); nothing here reads the clock.
 - On SQLite ``claim_due`` must open its transaction (it takes the write lock with BEGIN
   IMMEDIATE, since SQLAlchemy silently drops ``skip_locked`` there); SQLite means one replica.
+  On PostgreSQL it holds ``CLAIM_LOCK`` until the commit: replicas' claims take turns.
 """
 
 from __future__ import annotations
@@ -398,6 +399,10 @@ def cancel_pending_except(
     return cancel_pending(session, set(pending) - keep, reason, now)
 
 
+# pg_advisory_xact_lock key every claim holds on PostgreSQL ("claim" in ASCII): ``claim_due``.
+CLAIM_LOCK = 0x636C61696D
+
+
 def claim_due(
     session: Session,
     *,
@@ -414,18 +419,29 @@ def claim_due(
     Leases that ran out by ``now`` are reaped first (``reap_leases``), in the same transaction.
     ``attempts`` counts claims, so it also counts the attempts of workers that died.
 
-    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then UPDATE, in one transaction: rows
-    another replica is claiming right now are skipped, not waited for and never shared.
-    SQLite: BEGIN IMMEDIATE first (the write lock serialises claimers; SQLAlchemy would drop
-    ``skip_locked`` silently), so the SELECT and the UPDATE see the same rows. On both, the
-    UPDATE re-checks ``state='pending'``: only rows it actually changed are returned.
+    Claims take turns, on both databases, so that a combined group (below) is claimed whole
+    by one of them. SQLite: BEGIN IMMEDIATE first (its write lock; SQLAlchemy would drop
+    ``skip_locked`` silently). PostgreSQL: the transaction first waits for ``CLAIM_LOCK``, an
+    advisory lock held until its commit, so each claim's statements see every earlier claim
+    committed. Row locks alone did not do it: replicas selecting at once with ``SKIP LOCKED``
+    each took some rows of the same group and each brought in the rest it could, two or three
+    partial emails, and their extensions, waiting on each other's rows in no order, hit
+    "deadlock detected" (4 replicas on interleaved groups: every run, and a split in 3 runs
+    of 10). Taking turns costs little: a claim is a few statements (milliseconds) and the
+    sending happens after its commit. ``FOR UPDATE SKIP LOCKED`` stays, on the due rows and
+    on a group's mates: a claim never waits on a row lock, so it never holds the other
+    replicas' turn while a plan or an operator's action changes a pending row, and can never
+    be part of a deadlock (it waits only for the claim lock, whose holder waits for nothing).
+    No other claim holds row locks on pending rows while one runs, so what it skips is a row
+    someone else is changing right now (cancelling it, re-planning it), left for the next
+    claim; that is the one way a group can still go out in two emails. On both, the UPDATE
+    re-checks ``state='pending'``: only rows it actually changed are returned.
 
     ``combine`` names the jobs whose rows go out as one email per (program, job, recipient,
     due instant) (``calendars.escalations``): a claimed row of one of them brings the due
     pending rows of its group into the same claim, beyond ``limit``, up to ``combine_max`` rows
     of the group in all (the lowest ids first): one email lists that many at most, and the
-    rest of a larger group goes in the next batch's email. (Two replicas claiming at the same
-    instant may also split a group between them: two emails, each row sent once.)
+    rest of a larger group goes in the next claim's email.
 
     The caller commits at once and only then sends; until that commit the lease protects
     nothing, and on SQLite every other writer is waiting.
@@ -438,6 +454,8 @@ def claim_due(
     sqlite = dialect_name(session) == "sqlite"
     if sqlite:
         begin_immediate(session)
+    else:
+        session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})")
     reap_leases(session, now)
     due = (
         select(_c.id)
@@ -481,7 +499,12 @@ def claim_due(
             .order_by(_c.id)
             .limit(combine_max - taken)
         )
-        stmt = take.where(_c.id.in_(mates), _c.state == OutboxState.PENDING)
+        if not sqlite:
+            mates = mates.with_for_update(skip_locked=True)  # never wait: see above
+        # The ids first, as for the due rows: inside the UPDATE, PostgreSQL may rescan a
+        # locking subquery once per row, and each rescan skips the rows just updated and
+        # reads on past its LIMIT (a group of 130 with 50 an email was claimed whole).
+        stmt = take.where(_c.id.in_(list(session.scalars(mates))), _c.state == OutboxState.PENDING)
         claimed += [_claimed(row) for row in session.execute(stmt.returning(*_CLAIMED_COLUMNS))]
     claimed.sort(key=lambda m: (m.notice.due, m.id))  # RETURNING has no order
     return claimed

@@ -288,14 +288,17 @@ def test_claim_with_an_open_claim_in_another_session(engine: Engine, backend: st
     factory = session_factory(engine)
     with factory.begin() as s:
         outbox.enqueue(s, [planned(n) for n in range(4)], T0)
-    with factory() as a:
+    with ThreadPoolExecutor(1) as pool, factory() as a:  # a ends (rolls back) first
         a.begin()
         got_a = outbox.claim_due(a, now=T0, owner="a", lease=LEASE, limit=2)
         if backend == "postgres":
-            # a has not committed: its rows are locked and b skips them instead of waiting.
-            got_b = claim(engine, "b")
-            assert len(got_b) == 2 and not {m.id for m in got_a} & set(got_b)
+            # a has not committed: b waits for its turn (the claim lock), then sees a's rows
+            # claimed and takes the others (tests/integration/test_claim_race.py shows the wait).
+            b = pool.submit(claim, engine, "b")
         a.commit()
+        if backend == "postgres":
+            got_b = b.result(timeout=60)
+            assert len(got_b) == 2 and not {m.id for m in got_a} & set(got_b)
     assert len(got_a) == 2
     assert len(claim(engine, "c")) == (0 if backend == "postgres" else 2)
 
