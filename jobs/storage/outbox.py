@@ -419,23 +419,27 @@ def claim_due(
     Leases that ran out by ``now`` are reaped first (``reap_leases``), in the same transaction.
     ``attempts`` counts claims, so it also counts the attempts of workers that died.
 
-    Claims take turns, on both databases, so that a combined group (below) is claimed whole
-    by one of them. SQLite: BEGIN IMMEDIATE first (its write lock; SQLAlchemy would drop
+    Claims take turns, on both databases, so that a combined group (below) is claimed whole by
+    one of them. SQLite: BEGIN IMMEDIATE first (its write lock; SQLAlchemy would drop
     ``skip_locked`` silently). PostgreSQL: the transaction first waits for ``CLAIM_LOCK``, an
     advisory lock held until its commit, so each claim's statements see every earlier claim
     committed. Row locks alone did not do it: replicas selecting at once with ``SKIP LOCKED``
     each took some rows of the same group and each brought in the rest it could, two or three
     partial emails, and their extensions, waiting on each other's rows in no order, hit
-    "deadlock detected" (4 replicas on interleaved groups: every run, and a split in 3 runs
-    of 10). Taking turns costs little: a claim is a few statements (milliseconds) and the
-    sending happens after its commit. ``FOR UPDATE SKIP LOCKED`` stays, on the due rows and
-    on a group's mates: a claim never waits on a row lock, so it never holds the other
-    replicas' turn while a plan or an operator's action changes a pending row, and can never
-    be part of a deadlock (it waits only for the claim lock, whose holder waits for nothing).
-    No other claim holds row locks on pending rows while one runs, so what it skips is a row
-    someone else is changing right now (cancelling it, re-planning it), left for the next
-    claim; that is the one way a group can still go out in two emails. On both, the UPDATE
-    re-checks ``state='pending'``: only rows it actually changed are returned.
+    "deadlock detected" (4 replicas on interleaved groups: every run, and a split in 3 runs of
+    10). Taking turns costs little while sending is the bound: a claim is a few statements
+    (20-40 ms for 200 rows) and the sending happens after its commit. Three replicas now claim
+    about as fast as one, 3,000-4,700 rows a second, more than the 2,500 they can send at best
+    (``bench.bench_claims``, bench/README.md).
+
+    ``FOR UPDATE SKIP LOCKED`` stays, on the due rows and on a group's mates: a claim never
+    waits on a row lock, so it never holds the other replicas' turn while a plan or an
+    operator's action changes a pending row, and can never be part of a deadlock (it waits only
+    for the claim lock, whose holder waits for nothing). No other claim holds row locks on
+    pending rows while one runs, so what it skips is a row someone else is changing right now
+    (cancelling it, re-planning it), left for the next claim; that is the one way a group can
+    still go out in two emails. On both, the UPDATE re-checks ``state='pending'``: only rows it
+    actually changed are returned.
 
     ``combine`` names the jobs whose rows go out as one email per (program, job, recipient,
     due instant) (``calendars.escalations``): a claimed row of one of them brings the due
