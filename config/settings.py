@@ -39,6 +39,7 @@ from pydantic_settings import (
 
 from config.emails import Email, parse_domain, parse_email
 from config.facts import BACKFILL, CAPABILITIES, NOUNS, FactKind
+from config.locales import parse_locale
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 API_SECRET_MIN = 16
@@ -213,6 +214,11 @@ class Settings(BaseSettings):
     )
     maildir: Path = Path("var/maildir")
     template_dir: Path | None = Field(default=None, description="Overrides for email templates")
+    locale: str | None = Field(
+        default=None,
+        description="Locale of every email whose recipient has none of their own (e.g. fr, "
+        "fr-CA): its templates' folder, then English, and its dates; unset: English",
+    )
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -464,6 +470,12 @@ class Settings(BaseSettings):
             if not value.startswith(("program:", "person:")):
                 raise ValueError(f"feed {value!r}: a feed name starts with program: or person:")
         return values
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        # Empty is unset (a compose file's TICKLER_LOCALE= ): English, as without the setting.
+        return parse_locale(value) if value and value.strip() else None
 
     @field_validator("timezone")
     @classmethod

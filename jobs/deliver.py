@@ -49,6 +49,8 @@ from jobs.storage import Session, SessionFactory, evidence, outbox
 class DeliveryOptions:
     sender: str
     template_dir: Path | None = None
+    # The locale of messages whose context has none (``TICKLER_LOCALE``); None: English.
+    locale: str | None = None
     links: LinkMaker | None = None  # signs the action links; None: messages carry none
     # The zone each program's messages write times in (``when`` in templates), by program.
     zones: Mapping[str, str] = field(default_factory=dict)
@@ -142,7 +144,9 @@ def compose(
     }
     if options.links is not None:
         context = {**context, **options.links.context(message)}
-    rendered = render(message.template, context, options.template_dir)
+    rendered = render(
+        message.template, context, options.template_dir, default_locale=options.locale
+    )
     calendar: bytes | None = None
     if message.job in ("presentation_invitation", "presentation_cancellation"):
         calendar = _invitation(message, context, options.sender)

@@ -11,7 +11,8 @@ error (StrictUndefined), never a silently blank sentence.
 The date filters (``day``, ``when``, ``time_of_day``) write in the language of the folder the
 message's template came from: the recipient's locale for a locale folder (``fr/`` chosen for
 ``fr-CA`` writes Canadian French dates), English for the top level, so an English template
-never carries a French date.
+never carries a French date. A message whose context has no locale (a person without one, an
+owner's escalation, a digest) is written in the deployment's default locale, when it has one.
 """
 
 from __future__ import annotations
@@ -221,27 +222,47 @@ def _text_template(template_dir: Path | None, name: str) -> tuple[Template, Temp
     return env.from_string(head.removeprefix("Subject:")), env.from_string("\n" + body)
 
 
-def _folders(context: Mapping[str, Any]) -> list[str]:
-    """Return the prefixes to look a template up under, in order: the context's ``locale``
-    folders (``fr-CA/``, then ``fr/``), then the top level (``""``, English)."""
-    try:
-        found = fallbacks(parse_locale(str(context["locale"]))) if context.get("locale") else []
-    except ValueError:  # stored by hand, not through an import: the default templates
-        found = []
-    return [*(f"{f}/" for f in found), ""]
+def _locale(context: Mapping[str, Any], default: str | None) -> str | None:
+    """Return the locale a message is written in: the context's own (the recipient's), else
+    ``default`` (the deployment's ``TICKLER_LOCALE``), else None (English).
+
+    A recipient's locale wins whole: ``de`` with no ``de/`` folder falls back to the top level
+    (English), never to the default's folder, so an explicit ``en`` keeps English too.
+    """
+    own = context.get("locale")
+    if own:
+        try:
+            return parse_locale(str(own))
+        except ValueError:  # stored by hand, not through an import: as if it had none
+            pass
+    return default
 
 
-def render(template: str, context: Mapping[str, Any], template_dir: Path | None = None) -> Rendered:
+def _folders(locale: str | None) -> list[str]:
+    """Return the prefixes to look a template up under, in order: ``locale``'s folders
+    (``fr-CA/``, then ``fr/``), then the top level (``""``, English)."""
+    return [*(f"{f}/" for f in fallbacks(locale)), ""]
+
+
+def render(
+    template: str,
+    context: Mapping[str, Any],
+    template_dir: Path | None = None,
+    *,
+    default_locale: str | None = None,
+) -> Rendered:
     """Render ``template`` with ``context`` into a subject, a text body and an HTML body.
 
-    With a ``locale`` in the context (the recipient's), the templates of that locale's folder
-    come first (``fr-CA/`` then ``fr/``, in the configured directory, then in the shipped
-    ones), and the top level (English) is the fallback. A message's text and its own HTML
+    With a ``locale`` in the context (the recipient's), or else ``default_locale`` (the
+    deployment's, normalised), the templates of that locale's folder come first (``fr-CA/``
+    then ``fr/``, in the configured directory, then in the shipped ones), and the top level
+    (English) is the fallback. A message's text and its own HTML
     come from the same folder, so a translation is never mixed with another language: its
     dates are written in the recipient's locale for a locale folder, in English for the top
     level, and the layout comes from that folder or a more general one.
     """
-    folders = _folders(context)
+    locale = _locale(context, default_locale)
+    folders = _folders(locale)
     folder = ""
     try:
         texts = None
@@ -250,7 +271,7 @@ def render(template: str, context: Mapping[str, Any], template_dir: Path | None 
             if texts is not None:
                 folder = candidate
                 break
-        context = {**context, DATE_LOCALE: context["locale"] if folder else None}
+        context = {**context, DATE_LOCALE: locale if folder else None}
         parts = None if texts is None else (texts[0].render(context), texts[1].render(context))
     except TemplateError:
         raise

@@ -98,6 +98,7 @@ class Service:
         self.options = options or DeliveryOptions(
             sender=settings.mail_from,
             template_dir=settings.template_dir,
+            locale=settings.locale,
             links=(
                 LinkMaker(
                     secret=settings.action_secret.get_secret_value().encode(),

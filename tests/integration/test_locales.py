@@ -13,7 +13,7 @@ import asyncio
 import email
 import email.policy
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from config.programs import Fcpa
 from jobs.imports import ImportErrors, import_csv
-from jobs.storage.db import Person, begin_write
+from jobs.storage.db import OutboxMessage, Person, begin_write
 from scheduler.daemon.service import Service
+from tests.integration.test_message_ids import tick
 from tests.smtp_sink import Server, sinks
 from tests.world import OFFER, PROGRAMS, seed_people, settings
 
@@ -255,5 +256,77 @@ def test_a_french_offer_announcement_writes_the_cutoff_in_french(
         )
         assert isinstance(message, EmailMessage)
         assert "attribuées le lundi 21 juillet 2003." in text_of(message)
+    finally:
+        service.engine.dispose()
+
+
+FRENCH_ESCALATION = """\
+Subject: Escalade : {{ escalated|length }} sans accusé de réception de la politique FCPA
+Bonjour,
+
+Ces personnes n'ont pas accusé réception de la politique FCPA, version {{ policy_version }} :
+
+{% for p in escalated -%}
+- {{ p.person }} ({{ p.person_email }}) : dû le {{ p.due|day }}
+{% endfor %}
+"""
+
+OFFICER = "cfo@example.com"
+
+
+def test_the_deployment_locale_writes_what_has_no_locale_of_its_own(
+    db_url: str, tmp_path: Path, templates: Path, smtp: Server
+) -> None:
+    """TICKLER_LOCALE=fr: the contact without a locale and the officer's escalation (no person
+    locale) are French; an explicit ``en`` and a ``de`` without German templates stay English."""
+    (templates / "fr" / "fcpa_escalation.txt").write_text(FRENCH_ESCALATION, encoding="utf-8")
+    service = Service(
+        settings(db_url, tmp_path, template_dir=templates, locale="fr"),
+        FCPA,
+        transport=smtp.transport(),
+    )
+    try:
+        rows = [
+            "T102,Harbor Agents,t102@example.com,agent,2026-02-02,",  # none: the default, fr
+            "T103,Dresdner Vertrieb,t103@example.com,consultant,2026-02-02,de",  # English
+            "T104,Boston Partners,t104@example.com,distributor,2026-02-02,EN",  # English
+        ]
+        path = people_csv(tmp_path, rows, HEADER + ",locale")
+        with service.factory() as session:
+            import_csv(session, "third-parties", path, now=NOW, actor="test")
+        tick(service, smtp, NOW)
+        [french] = received(smtp, "t102@example.com")
+        assert french["Subject"] == (
+            "Accusé de réception de la politique FCPA (2017-1) avant le mercredi 4 mars 2026"
+        )
+        assert '<html lang="fr">' in text_of(french, "html")
+        for english in ("t103@example.com", "t104@example.com"):
+            [message] = received(smtp, english)
+            assert message["Subject"] == (
+                "Please acknowledge the FCPA policy (2017-1) by Wednesday 4 March 2026"
+            )
+            assert '<html lang="en">' in text_of(message, "html")
+
+        with service.factory() as session:
+            due = session.scalars(
+                select(OutboxMessage.due_at).where(OutboxMessage.job == "fcpa_escalation")
+            ).all()
+        first = min(due)  # the onboarding cycle's; the next year's renewal comes later
+        assert due.count(first) == 3
+        tick(service, smtp, first.replace(tzinfo=first.tzinfo or UTC) + timedelta(minutes=1))
+        [escalation] = [
+            email.message_from_bytes(r.content, policy=email.policy.default)
+            for r in smtp.recorder.received
+            if r.rcpt_tos == [OFFICER]
+        ]
+        assert isinstance(escalation, EmailMessage)
+        assert escalation["Subject"] == (
+            "Escalade : 3 sans accusé de réception de la politique FCPA"
+        )
+        text = text_of(escalation)
+        for name in ("Harbor Agents", "Dresdner Vertrieb", "Boston Partners"):
+            assert f"- {name} (" in text
+        assert text.count(": dû le mercredi 4 mars 2026") == 3
+        assert '<html lang="fr">' in text_of(escalation, "html")
     finally:
         service.engine.dispose()

@@ -282,3 +282,31 @@ def test_the_whole_plan_period_defaults_to_six_hours(monkeypatch: pytest.MonkeyP
     assert Settings().full_plan_seconds == 6 * 3600
     monkeypatch.setenv("TICKLER_FULL_PLAN_SECONDS", "30")
     assert Settings().full_plan_seconds == 30
+
+
+def test_the_default_locale_is_normalised_and_empty_is_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().locale is None
+    for value, expected in [("", None), ("  ", None), ("fr", "fr"), ("fr_ca", "fr-CA")]:
+        monkeypatch.setenv("TICKLER_LOCALE", value)
+        assert Settings().locale == expected
+
+
+@pytest.mark.parametrize("bad", ["french", "fr/../x", "../en", "fr-CAN"])
+def test_a_bad_default_locale_stops_the_start_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli.main import cli
+
+    monkeypatch.setenv("TICKLER_LOCALE", bad)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("locale",)
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 2
+    said = f"error: setting TICKLER_LOCALE: Value error, {bad!r} is not a locale"
+    assert said in result.output

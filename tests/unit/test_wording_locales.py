@@ -1,6 +1,7 @@
 """Dates in the recipient's language: the seeds' dates in English, French, Canadian French,
 German, Latin-American Spanish and a locale Babel does not know; and through render(), the
-language of the template folder deciding that of its dates and of the layout's labels."""
+language of the template folder deciding that of its dates and of the layout's labels, and the
+deployment's default locale for a message without one."""
 
 from __future__ import annotations
 
@@ -196,3 +197,50 @@ def test_an_unknown_locale_with_its_own_folder_sends_with_english_dates(tmp_path
     (tmp_path / "xx" / "cutoff_reminder.txt").write_text(FRENCH_REMINDER, encoding="utf-8")
     rendered = render("cutoff_reminder", context("xx"), tmp_path)
     assert rendered.subject == "Rappel : l'offre ferme le Monday 20 January 2003, 9:00 PM PST"
+
+
+# The deployment's default locale (TICKLER_LOCALE): the language of every message whose
+# context has no locale of its own; a recipient's own locale, en included, still wins.
+FRENCH_SUBJECT = "Rappel : l'offre ferme le lundi 20 janvier 2003, 21:00 PST"
+ENGLISH_SUBJECT = (
+    "Reminder: the 2003 Stock Option Exchange Program closes Monday 20 January 2003, 9:00 PM PST"
+)
+
+
+@pytest.mark.parametrize("own", [None, "", "../fr", "not a locale"])
+def test_a_message_without_a_locale_of_its_own_takes_the_default(
+    templates: Path, own: str | None
+) -> None:
+    """No locale, a blank one or one stored by hand that is none: the default's folder, its
+    dates and its layout."""
+    rendered = render("cutoff_reminder", context(own), templates, default_locale="fr")
+    assert rendered.subject == FRENCH_SUBJECT
+    assert "Accusé dû le mercredi 4 février 2026." in rendered.text
+    assert rendered.html.startswith('<html lang="fr">')
+    assert ">Choisir ou se retirer</a>" in rendered.html
+
+
+def test_a_regional_default_looks_in_its_language_and_writes_its_region(templates: Path) -> None:
+    rendered = render("cutoff_reminder", context(None), templates, default_locale="fr-CA")
+    assert rendered.subject == "Rappel : l'offre ferme le lundi 20 janvier 2003, 21 h 00 PST"
+
+
+@pytest.mark.parametrize("own", ["en", "en-GB", "de", "xx"])
+def test_a_recipients_own_locale_wins_whole(templates: Path, own: str) -> None:
+    """An explicit ``en``, or a ``de`` with no German templates: the top level (English), as
+    without the default, never the default's French (the recipient said what they read)."""
+    rendered = render("cutoff_reminder", context(own), templates, default_locale="fr")
+    assert rendered == render("cutoff_reminder", context(own), templates)
+    assert rendered.subject == ENGLISH_SUBJECT
+    assert rendered.html.startswith("<!doctype html>")
+
+
+def test_a_french_person_under_a_german_default_stays_french(templates: Path) -> None:
+    rendered = render("cutoff_reminder", context("fr"), templates, default_locale="de")
+    assert rendered.subject == FRENCH_SUBJECT
+
+
+def test_a_template_the_default_lacks_is_english_with_english_dates(templates: Path) -> None:
+    rendered = render("fcpa_request", context(None), templates, default_locale="fr")
+    assert rendered == render("fcpa_request", context(None), templates)
+    assert "by Wednesday 4 February 2026" in rendered.subject
