@@ -34,6 +34,12 @@ class FactKind(enum.StrEnum):
         """Return the name the CLI, the API and API scopes use for this kind."""
         return _NOUNS[self]
 
+    @property
+    def words(self) -> str:
+        """Return what this kind of fact is, as a compliance officer says it: "CMRT response",
+        "withdrawal of the election" (the dashboard's timeline, a withdrawal's reason)."""
+        return _WORDS[self]
+
     @classmethod
     def from_noun(cls, noun: object) -> FactKind:
         """Return the kind named ``noun`` (a kind passes through); ValueError names the choices."""
@@ -55,6 +61,27 @@ _NOUNS: dict[FactKind, str] = {
     FactKind.EXTENSION_RETRACTION: "retraction",
 }
 _BY_NOUN = {noun: kind for kind, noun in _NOUNS.items()}
+_WORDS: dict[FactKind, str] = {
+    FactKind.CMRT_RESPONSE: "CMRT response",
+    FactKind.ELECTION: "election",
+    FactKind.WITHDRAWAL: "withdrawal of the election",
+    FactKind.FCPA_ACK: "acknowledgment",
+    FactKind.TERMINATION: "departure",
+    FactKind.HIRE: "hire",
+    FactKind.OFFER_EXTENSION: "offer extension",
+    FactKind.EXTENSION_RETRACTION: "retraction of the offer extension",
+}
+
+
+def fact_words(kind: str) -> str | None:
+    """Return ``kind`` in words if it is a fact's (``FactKind.words``), else None (an event
+    log row of another kind, or of a kind a later version added)."""
+    try:
+        return FactKind(kind).words
+    except ValueError:
+        return None
+
+
 #: The nouns in declaration order: ``tickler record``'s choices.
 NOUNS: tuple[str, ...] = tuple(_NOUNS[kind] for kind in FactKind)
 

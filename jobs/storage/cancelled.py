@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, select, tuple_
 from sqlalchemy.orm import Session
 
-from config.facts import FactKind
+from config.facts import FactKind, fact_words
 from jobs.storage.db import EventLog, Obligation, OutboxMessage, OutboxState
 from jobs.storage.messages import Message
 from jobs.storage.outbox import UNPLANNED
@@ -37,16 +37,6 @@ ANSWERED = {
     "acknowledged_at": "acknowledged",
     "responded_at": "CMRT received",
     "elected_at": "elected",
-}
-FACT_WORDS: dict[str, str] = {
-    FactKind.CMRT_RESPONSE: "CMRT response",
-    FactKind.ELECTION: "election",
-    FactKind.WITHDRAWAL: "withdrawal of the election",
-    FactKind.FCPA_ACK: "acknowledgment",
-    FactKind.TERMINATION: "departure",
-    FactKind.HIRE: "hire",
-    FactKind.OFFER_EXTENSION: "offer extension",
-    FactKind.EXTENSION_RETRACTION: "retraction of the offer extension",
 }
 
 
@@ -98,7 +88,7 @@ def why(
     before = [f for f in facts if f.received_at <= until]
     if before:
         latest = max(before, key=lambda f: f.received_at)
-        what = FACT_WORDS.get(latest.kind, latest.kind.replace("_", " "))
+        what = fact_words(latest.kind) or latest.kind.replace("_", " ")
         return Cancelled(
             withdrawn=withdrawn,
             why=f"{by}, after the {what} recorded on {_day(latest.at, zone)}",

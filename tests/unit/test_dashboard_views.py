@@ -12,7 +12,7 @@ from calendars.notices import PersonView
 from jobs.storage.dashboard import Curve
 from jobs.storage.messages import Message
 from scheduler.web.dashboard.overview import HEIGHT, PAD_BOTTOM, WIDTH, chart
-from scheduler.web.dashboard.person import Loaded, owed, sent_text, timeline
+from scheduler.web.dashboard.person import Loaded, event_title, owed, sent_text, timeline
 
 LA = ZoneInfo("America/Los_Angeles")
 DUE = datetime(2017, 6, 1, 7, tzinfo=UTC)  # 2017-06-01 00:00 PDT
@@ -99,6 +99,7 @@ def test_timeline_is_newest_first_in_the_zone() -> None:
     )
     first, second = timeline(loaded, LA)
     assert (first.kind, first.when) == ("event", "2017-02-01 04:00 PST")
+    assert first.title == "Acknowledgment"  # the fact in words, not fcpa_ack
     assert (second.title, second.when) == ("FCPA request to e1@example.com", "2017-01-10 09:00 PST")
     assert second.href == "/dashboard/messages/7" and first.href == ""  # its page: retry, resend
     assert second.detail == "fcpa · 250 2.0.0 Ok: queued" and second.text == "Hello\n"
@@ -123,3 +124,17 @@ def test_owed_leaves_retired_out_and_uses_each_programs_zone() -> None:
     )
     [only] = owed(loaded, {"cmrt": ZoneInfo("America/New_York")}, LA)
     assert (only.program, only.state, only.due) == ("cmrt", "pending", "2017-02-10 12:00 EST")
+
+
+@pytest.mark.parametrize(
+    ("kind", "title"),
+    [
+        ("cmrt_response", "CMRT response"),
+        ("withdrawal", "Withdrawal of the election"),
+        ("termination", "Departure"),
+        ("extension_retraction", "Retraction of the offer extension"),
+        ("message_retried", "Message retried"),  # not a fact: its name, spaced
+    ],
+)
+def test_the_timeline_says_each_event_in_words(kind: str, title: str) -> None:
+    assert event_title(kind) == title

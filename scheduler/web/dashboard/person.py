@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from calendars.notices import PersonView
+from config.facts import fact_words
 from jobs.digest import readable
 from jobs.storage import actions, cancelled, evidence, messages, reads, tokens
 from jobs.storage.cancelled import Cancelled
@@ -119,6 +120,13 @@ def said_from(source: str) -> str:
     return SOURCES.get(source, f"({source})")
 
 
+def event_title(kind: str) -> str:
+    """Return an event-log row's kind as the timeline says it: a fact in words ("CMRT
+    response"), an operator's action by its name spaced ("Message retried")."""
+    words = fact_words(kind)
+    return readable(kind) if words is None else words[:1].upper() + words[1:]
+
+
 def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
     """Merge the person's messages and events, newest first, times in ``zone``."""
     out = []
@@ -149,7 +157,7 @@ def timeline(loaded: Loaded, zone: ZoneInfo) -> list[Entry]:
                 at=at,
                 when=f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
                 kind="event",
-                title=str(e["kind"]),
+                title=event_title(str(e["kind"])),
                 state=str(e["program"] or ""),
                 detail=f"by {e['actor']} {said_from(str(e['source']))}"
                 + (" backfilled" if e["backfill"] else ""),
