@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -330,3 +331,37 @@ def test_the_deployment_locale_writes_what_has_no_locale_of_its_own(
         assert '<html lang="fr">' in text_of(escalation, "html")
     finally:
         service.engine.dispose()
+
+
+def test_tickler_simulate_writes_in_the_deployment_locale(
+    db_url: str, tmp_path: Path, templates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tickler simulate`` renders as the daemon does: TICKLER_LOCALE reaches its emails."""
+    from click.testing import CliRunner
+
+    from scheduler.cli.main import cli
+
+    service = Service(settings(db_url, tmp_path), FCPA)
+    try:
+        path = people_csv(tmp_path, ["T102,Harbor Agents,t102@example.com,agent,2026-02-02"])
+        with service.factory() as session:
+            import_csv(session, "third-parties", path, now=NOW, actor="test")
+    finally:
+        service.engine.dispose()
+    monkeypatch.setenv("TICKLER_DATABASE_URL", db_url)
+    monkeypatch.setenv("TICKLER_TEMPLATE_DIR", str(templates))
+    monkeypatch.setenv("TICKLER_LOCALE", "fr")
+    maildir = tmp_path / "simulated"
+    args = ["simulate", "--from", "2026-03-01", "--to", "2026-03-03", "--maildir", str(maildir)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    scratch = Path(result.stdout.split("scratch database: ", 1)[1].split(" ", 1)[0]).parent
+    shutil.rmtree(scratch)  # the command's own folder, outside tmp_path
+    subjects = [
+        email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]
+        for f in (maildir / "new").iterdir()
+    ]
+    assert (
+        "Accusé de réception de la politique FCPA (2017-1) avant le mercredi 4 mars 2026"
+        in subjects
+    )
