@@ -112,6 +112,16 @@ def test_a_placeholder_date_in_the_database_is_reported_and_every_due_message_de
             port = http_port(daemon, log)
             # Old code: nothing planned, nothing sent, until this times out.
             wait_while_running(daemon, delivered, log, "the due messages delivered", timeout=60)
+            # What is due goes out as soon as its part of the first plan is written; the skip
+            # is reported once the whole plan is done (a few parts later): wait for that too.
+            # Old code: the plan raised and nothing was delivered (the wait above times out).
+            wait_while_running(
+                daemon,
+                lambda: get_json(port, "/readyz")[1]["planning"] != "ok",
+                log,
+                "the first plan done and its skip reported",
+                timeout=60,
+            )
             status, ready = get_json(port, "/readyz")
             scrape = read_metrics(port)
             stop(daemon, log)
