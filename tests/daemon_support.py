@@ -461,10 +461,16 @@ class PostgresCluster:
         command += ["-l", str(self.directory / "log"), "-w", "-t", "60", "-o", options, *args]
         _as_server_user(command)
 
-    def restart(self) -> float:
-        """Restart the server (fast: open connections are terminated); return how long it took."""
+    def restart(self, *, down: float = 0.0) -> float:
+        """Restart the server (fast: open connections are terminated), staying stopped at
+        least ``down`` seconds; return how long it was unavailable."""
         start = time.monotonic()
-        self.pg_ctl("-m", "fast", "restart")
+        if down > 0:
+            self.pg_ctl("-m", "fast", "stop")
+            time.sleep(down)
+            self.pg_ctl("start")
+        else:
+            self.pg_ctl("-m", "fast", "restart")
         return time.monotonic() - start
 
 
